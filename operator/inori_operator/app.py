@@ -1,0 +1,166 @@
+"""Wiring: build every component from the settings, register the kopf handlers, run it all.
+
+Handlers are thin on purpose: each one hands the object to the component that owns it. Reading
+this file tells which watch feeds what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from aiohttp import web
+
+from . import http_api, metrics
+from .alerts import EmailNotifier, LogNotifier
+from .apikeys import PLURAL as APIKEYS, ApiKeyController
+from .delivery.engine import PLURAL as EVENTS, Engine
+from .delivery.sender import Sender
+from .destinations import DestinationPolicy
+from .keyindex import KeyIndex
+from .kube import Kube
+from .models import GROUP, VERSION
+from .settings import Settings
+from .statuswriter import StatusWriter
+from .webhooks import PLURAL as WEBHOOKS, WebhookRegistry
+
+log = logging.getLogger(__name__)
+
+
+class Operator:
+    """Every long-lived component of one operator process."""
+
+    def __init__(self, settings: Settings, kube: Kube | None = None) -> None:
+        self.settings = settings
+        self.kube = kube or Kube()
+        self.policy = DestinationPolicy.from_cidrs(settings.allow_plain_http, settings.allowed_cidrs)
+        self.writer = StatusWriter(self.kube, interval=settings.status_flush_interval)
+        self.webhooks = WebhookRegistry(self.kube, self.writer, self.policy)
+        self.sender = Sender(
+            ca_bundle=settings.ca_bundle,
+            max_connections=settings.max_concurrent_deliveries,
+            max_response_bytes=settings.max_response_bytes,
+        )
+        notifier = (
+            EmailNotifier(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                starttls=settings.smtp_starttls,
+                username=settings.smtp_username,
+                password=settings.smtp_password.get_secret_value(),
+                sender=settings.smtp_from,
+                timeout=settings.smtp_timeout_seconds,
+                ssl_context=_smtp_ssl(settings),
+            )
+            if settings.smtp_host
+            else LogNotifier()
+        )
+        self.notifier = notifier
+        self.engine = Engine(
+            kube=self.kube,
+            webhooks=self.webhooks,
+            writer=self.writer,
+            sender=self.sender,
+            policy=self.policy,
+            notifier=notifier,
+            operator_recipients=settings.alert_recipients,
+            retention=settings.event_retention,
+            concurrency=settings.max_concurrent_deliveries,
+        )
+        self.keyindex = KeyIndex(self.kube.api_client, settings.namespace)
+        self.apikeys = ApiKeyController(self.kube, self.writer, settings.namespace, self.keyindex)
+        metrics.LIVE.webhook_phases = self.webhooks.phases
+        metrics.LIVE.active_keys = lambda: len(self.keyindex)
+
+    def registry(self) -> kopf.OperatorRegistry:
+        registry = kopf.OperatorRegistry()
+        webhooks, engine, apikeys = self.webhooks, self.engine, self.apikeys
+
+        @kopf.on.login(registry=registry)
+        def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+            return kopf.login_with_kubeconfig(**kwargs) or kopf.login_with_service_account(**kwargs)
+
+        @kopf.on.startup(registry=registry)
+        def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+            settings.posting.level = logging.WARNING  # our own Events say what matters
+            settings.watching.server_timeout = 300
+            settings.watching.client_timeout = 330
+            settings.networking.error_backoffs = [1, 2, 5, 10]
+            settings.peering.name = self.settings.peering_name
+            settings.peering.mandatory = False
+
+        # An index makes kopf hold every other handler until all Webhooks are listed, so an event
+        # created while the operator was down is never planned against a half-known set of hooks.
+        @kopf.index(GROUP, VERSION, WEBHOOKS, registry=registry)
+        def webhook_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[str, str]:
+            webhooks.observe(None, _raw(body))
+            return {namespace: name}
+
+        @kopf.on.event(GROUP, VERSION, WEBHOOKS, registry=registry)
+        def webhook_event(event: kopf.RawEvent, **_: Any) -> None:
+            if event["type"] == "DELETED":
+                webhooks.observe("DELETED", event["object"])
+
+        @kopf.on.event("", "v1", "secrets", registry=registry)
+        def secret_event(event: kopf.RawEvent, **_: Any) -> None:
+            webhooks.observe_secret(event["type"], event["object"])
+
+        @kopf.on.event(GROUP, VERSION, EVENTS, registry=registry)
+        def integration_event(event: kopf.RawEvent, **_: Any) -> None:
+            engine.observe(event["type"], event["object"])
+
+        @kopf.on.event(GROUP, VERSION, APIKEYS, registry=registry)
+        def apikey_event(event: kopf.RawEvent, **_: Any) -> None:
+            apikeys.observe(event["type"], event["object"])
+
+        return registry
+
+    async def run(self, stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
+        """Serve the HTTP API on every replica; run the controllers under kopf (peered)."""
+        self.keyindex.start()
+        runner = web.AppRunner(http_api.build(self), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
+        await site.start()
+        log.info("HTTP API listening on %s:%d", self.settings.http_host, self.settings.http_port)
+        for component in (self.writer, self.webhooks.queue, self.engine, self.apikeys.queue, self.apikeys.usage):
+            component.start()
+        try:
+            await kopf.operator(
+                registry=self.registry(),
+                clusterwide=not self.settings.watch_namespaces,
+                namespaces=list(self.settings.watch_namespaces),
+                standalone=self.settings.standalone or None,
+                stop_flag=stop_flag,
+                ready_flag=ready_flag,
+            )
+        finally:
+            await self.shutdown(runner)
+
+    async def shutdown(self, runner: web.AppRunner) -> None:
+        """Stop taking work, then flush: recorded outcomes reach the API server before exit."""
+        await self.engine.stop()
+        await self.apikeys.queue.stop()
+        await self.webhooks.queue.stop()
+        await self.apikeys.usage.stop()
+        await self.writer.stop()
+        await self.notifier.drain()
+        await runner.cleanup()
+        await self.sender.aclose()
+        self.keyindex.stop()
+        self.kube.close()
+
+
+def _raw(body: kopf.Body) -> dict[str, Any]:
+    return {key: body[key] for key in body}
+
+
+def _smtp_ssl(settings: Settings) -> Any:
+    import ssl
+
+    ctx = ssl.create_default_context()
+    if settings.ca_bundle is not None:
+        ctx.load_verify_locations(cafile=str(settings.ca_bundle))
+    return ctx

@@ -1,0 +1,175 @@
+"""The one gateway through which our code (as opposed to kopf's watches) talks to the API server.
+
+The official ``kubernetes`` client is synchronous; calls run on a small dedicated thread pool so
+the event loop never blocks, and its errors are translated once into the tree below::
+
+    KubeError                 anything else: retry later
+     ├── NotFound             the object is gone: usually nothing left to do
+     └── Conflict             someone else changed or created it: re-read and retry
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from .conditions import timestamp
+from .models import GROUP, VERSION
+
+T = TypeVar("T")
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeError(Exception):
+    """An API call failed for a reason that may go away; the caller retries later."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    pass
+
+
+def _translate(exc: ApiException) -> KubeError:
+    try:
+        message = json.loads(exc.body or "{}").get("message") or exc.reason
+    except (ValueError, AttributeError):
+        message = exc.reason
+    message = str(message)[:512]
+    if exc.status == 404:
+        return NotFound(message, 404)
+    if exc.status == 409:
+        return Conflict(message, 409)
+    return KubeError(message, exc.status or 0)
+
+
+def load_config() -> kubernetes.client.ApiClient:
+    """In-cluster config in a Pod, else the kubeconfig (``KUBECONFIG`` or ``~/.kube/config``)."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = 32
+    return kubernetes.client.ApiClient(configuration)
+
+
+class Kube:
+    """Async facade over the sync client: only the calls the operator needs."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient | None = None, workers: int = 16) -> None:
+        self.api_client = api_client or load_config()
+        self.core = kubernetes.client.CoreV1Api(self.api_client)
+        self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except ApiException as exc:
+            raise _translate(exc) from exc
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.api_client.close()
+
+    # -- our custom resources -----------------------------------------------------------------
+
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        return await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+
+    async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body)
+
+    async def patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(
+            self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, patch,
+            _content_type=MERGE_PATCH,
+        )
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch ``status`` only: the operator never writes ``spec``."""
+        return await self._call(
+            self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name,
+            {"status": status}, _content_type=MERGE_PATCH,
+        )
+
+    async def delete(self, plural: str, namespace: str, name: str, uid: str | None = None) -> None:
+        body = kubernetes.client.V1DeleteOptions(preconditions=kubernetes.client.V1Preconditions(uid=uid) if uid else None)
+        await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, body=body)
+
+    # -- Secrets ------------------------------------------------------------------------------
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """The decoded data of a Secret, or None when it does not exist."""
+        try:
+            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
+        except NotFound:
+            return None
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+    async def get_secret(self, namespace: str, name: str) -> Any | None:
+        """The whole Secret object (metadata included), or None when it does not exist."""
+        try:
+            return await self._call(self.core.read_namespaced_secret, name, namespace)
+        except NotFound:
+            return None
+
+    async def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self._call(self.core.patch_namespaced_secret, name, namespace, patch)
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        await self._call(self.core.create_namespaced_secret, namespace, body)
+
+    async def delete_secret(self, namespace: str, name: str) -> bool:
+        try:
+            await self._call(self.core.delete_namespaced_secret, name, namespace)
+        except NotFound:
+            return False
+        return True
+
+    async def list_secrets(self, namespace: str, label_selector: str) -> list[Any]:
+        result = await self._call(self.core.list_namespaced_secret, namespace, label_selector=label_selector)
+        return list(result.items)
+
+    # -- Events -------------------------------------------------------------------------------
+
+    async def record_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on ``obj`` so that ``kubectl describe`` shows it; failures are not fatal."""
+        meta = obj["metadata"]
+        now = timestamp()
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "inori-operator"},
+            "reportingComponent": "inori-operator",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._call(self.core.create_namespaced_event, meta["namespace"], body)

@@ -1,0 +1,234 @@
+"""Webhook reconciliation: is the configuration deliverable, and what does its status say.
+
+Readiness is a chain of small named checks over gathered input (the cert-manager habit): the
+spec parses, the referenced Secret and key exist and are non-empty, the URL passes the
+destination policy. The first problem found becomes the ``Ready`` condition's reason.
+
+The in-memory ``WebhookRegistry`` is fed by the watch and read by the delivery engine, so fan-out
+never costs an API call.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import destinations
+from .destinations import DestinationPolicy, DestinationRefused
+from .kube import Kube
+from .models import WebhookSpec
+from .statuswriter import StatusWriter
+from .webhook_status import (
+    DESTINATION_NOT_ALLOWED,
+    INVALID_SPEC,
+    SECRET_EMPTY,
+    SECRET_KEY_NOT_FOUND,
+    SECRET_NOT_FOUND,
+    Problem,
+    WebhookState,
+)
+from .workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+PLURAL = "webhooks"
+Key = tuple[str, str]  # (namespace, name)
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """What the delivery engine needs of one Webhook, captured at its last reconcile."""
+
+    namespace: str
+    name: str
+    uid: str
+    spec: WebhookSpec
+    body: dict[str, Any]
+
+
+def check_spec(raw: dict[str, Any]) -> WebhookSpec | Problem:
+    try:
+        return WebhookSpec.model_validate(raw or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return Problem(INVALID_SPEC, f"spec.{where}: {first.get('msg')}")
+
+
+def check_secret(spec: WebhookSpec, data: dict[str, bytes] | None) -> Problem | None:
+    ref = spec.secret_ref
+    if ref is None:
+        return None
+    if data is None:
+        return Problem(SECRET_NOT_FOUND, f"Secret {ref.name!r} not found in this namespace")
+    if ref.key not in data:
+        return Problem(SECRET_KEY_NOT_FOUND, f"Secret {ref.name!r} has no key {ref.key!r}")
+    if not data[ref.key]:
+        return Problem(SECRET_EMPTY, f"Secret {ref.name!r} key {ref.key!r} is empty; an empty key signs nothing")
+    return None
+
+
+async def check_destination(policy: DestinationPolicy, url: str) -> Problem | None:
+    try:
+        await destinations.resolve(policy, url)
+    except DestinationRefused as exc:
+        return Problem(DESTINATION_NOT_ALLOWED, f"{exc.reason}: {exc}")
+    return None
+
+
+def _generation(body: dict[str, Any]) -> int:
+    return int(body["metadata"].get("generation") or 1)
+
+
+class WebhookRegistry:
+    """Webhooks and the Secrets they reference, as last seen by the watches."""
+
+    def __init__(self, kube: Kube, writer: StatusWriter, policy: DestinationPolicy) -> None:
+        self._kube = kube
+        self._writer = writer
+        self._policy = policy
+        self._bodies: dict[Key, dict[str, Any]] = {}
+        self._ready: dict[Key, Webhook] = {}
+        self._by_namespace: dict[str, set[str]] = defaultdict(set)
+        self._secret_users: dict[Key, set[str]] = defaultdict(set)
+        self._secrets: dict[Key, dict[str, bytes] | None] = {}
+        self.states: dict[Key, WebhookState] = {}
+        self.queue: WorkQueue[Key] = WorkQueue("webhooks", self.reconcile)
+
+    # -- fed by the watches -------------------------------------------------------------------
+
+    def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Take a Webhook as the watch saw it; fan-out sees the change at once, checks follow."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            self._bodies.pop(key, None)
+            self._ready.pop(key, None)
+            self._by_namespace[key[0]].discard(key[1])
+        else:
+            previous = self._bodies.get(key)
+            self._bodies[key] = body
+            if previous is not None and key in self.states and _generation(previous) == _generation(body):
+                return  # only status or metadata changed (often our own write): nothing to re-check
+            parsed = check_spec(body.get("spec") or {})
+            if isinstance(parsed, WebhookSpec):
+                self._ready[key] = Webhook(key[0], key[1], meta.get("uid", ""), parsed, body)
+                self._by_namespace[key[0]].add(key[1])
+            else:
+                self._ready.pop(key, None)
+                self._by_namespace[key[0]].discard(key[1])
+        self.queue.add(key)
+
+    def observe_secret(self, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        users = self._secret_users.get(key)
+        if not users:
+            return
+        if event_type == "DELETED":
+            self._secrets[key] = None
+        else:
+            self._secrets[key] = {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()}
+        for name in list(users):
+            self.queue.add((key[0], name))
+
+    # -- read by the engine -------------------------------------------------------------------
+
+    def get(self, namespace: str, name: str) -> Webhook | None:
+        return self._ready.get((namespace, name))
+
+    def exists(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._bodies
+
+    def subscribers(self, namespace: str, event_type: str) -> list[Webhook]:
+        """Webhooks of ``namespace`` that take ``event_type`` now: parsed and not suspended."""
+        found = []
+        for name in sorted(self._by_namespace.get(namespace, ())):
+            hook = self._ready.get((namespace, name))
+            if hook and not hook.spec.suspend and event_type in hook.spec.events:
+                found.append(hook)
+        return found
+
+    async def secret_value(self, hook: Webhook) -> bytes | None | Problem:
+        """The signing key, or the Problem that prevents signing; None for an unsigned Webhook."""
+        ref = hook.spec.secret_ref
+        if ref is None:
+            return None
+        self._secret_users[(hook.namespace, ref.name)].add(hook.name)
+        data = await self._secret(hook.namespace, ref.name)
+        problem = check_secret(hook.spec, data)
+        return problem or data[ref.key]  # type: ignore[index]
+
+    @property
+    def count(self) -> int:
+        return len(self._bodies)
+
+    def phases(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for key in self._bodies:
+            state = self.states.get(key)
+            if state and state.configured_generation is not None:
+                counts[state.phase] += 1
+        return dict(counts)
+
+    # -- reconcile ----------------------------------------------------------------------------
+
+    async def _secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        key = (namespace, name)
+        cached = self._secrets.get(key, _MISSING)
+        if cached is _MISSING:
+            cached = await self._kube.read_secret(namespace, name)
+            self._secrets[key] = cached  # kept fresh by the Secret watch from now on
+        return cached  # type: ignore[return-value]
+
+    def _forget(self, key: Key) -> None:
+        namespace, name = key
+        self._ready.pop(key, None)
+        self._by_namespace[namespace].discard(name)
+        self.states.pop(key, None)
+        self._writer.forget((PLURAL, namespace, name))
+        for skey, users in list(self._secret_users.items()):
+            if skey[0] == namespace and name in users:
+                users.discard(name)
+                if not users:
+                    del self._secret_users[skey]
+                    self._secrets.pop(skey, None)
+
+    async def reconcile(self, key: Key) -> float | None:
+        body = self._bodies.get(key)
+        if body is None:
+            self._forget(key)
+            return None
+        namespace, name = key
+        meta = body["metadata"]
+        generation = _generation(body)
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = WebhookState.from_status(generation, body.get("status"))
+            self._writer.seed((PLURAL, namespace, name), body.get("status"))
+
+        parsed = check_spec(body.get("spec") or {})
+        problem: Problem | None = parsed if isinstance(parsed, Problem) else None
+        for skey, users in list(self._secret_users.items()):  # drop a stale reference
+            if skey[0] == namespace:
+                users.discard(name)
+        if isinstance(parsed, WebhookSpec):
+            if parsed.secret_ref:
+                self._secret_users[(namespace, parsed.secret_ref.name)].add(name)
+                problem = check_secret(parsed, await self._secret(namespace, parsed.secret_ref.name))
+            if problem is None:
+                problem = await check_destination(self._policy, parsed.url)
+            state.suspended = parsed.suspend
+        if problem and (state.problem != problem):
+            log.info("Webhook %s/%s is Invalid: %s", namespace, name, problem.message)
+        state.problem = problem
+        state.generation = state.configured_generation = generation
+        self._writer.mark((PLURAL, namespace, name), state.compose)
+        return None
