@@ -290,7 +290,7 @@ class Engine:
         state.records[record.webhook] = record
         if record.final:
             metrics.DELIVERIES.labels("succeeded" if record.state == plan.SUCCEEDED else "failed").inc()
-        if record.state == plan.FAILED and hook is not None:
+        if record.state == plan.FAILED and record.attempts and hook is not None:  # exhausted, not refused
             task = asyncio.create_task(self._failing(state, record, hook))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
