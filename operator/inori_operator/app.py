@@ -120,7 +120,12 @@ class Operator:
     async def run(self, stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
         """Serve the HTTP API on every replica; run the controllers under kopf (peered)."""
         self.keyindex.start()
-        runner = web.AppRunner(http_api.build(self), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            http_api.build(self),
+            access_log=None,
+            handle_signals=False,
+            max_field_size=http_api.MAX_HEADER_BYTES,  # an oversized token earns our 401, not a parser 400
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
         await site.start()

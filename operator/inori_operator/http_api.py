@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_AUTHORIZATION_LENGTH = 256
+MAX_HEADER_BYTES = 32 * 1024
 _JSON = "application/json"
 _UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="inori", error="invalid_token"'}
 
