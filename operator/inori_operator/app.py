@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import kopf
@@ -88,8 +89,15 @@ class Operator:
             settings.watching.server_timeout = 300
             settings.watching.client_timeout = 330
             settings.networking.error_backoffs = [1, 2, 5, 10]
+            settings.scanning.disabled = True  # serve the CRDs present at start; no CRD/namespace RBAC
             settings.peering.name = self.settings.peering_name
-            settings.peering.mandatory = False
+            # Two replicas without peering would both deliver: when peering is on, it is required.
+            settings.peering.mandatory = not self.settings.standalone
+            settings.peering.standalone = self.settings.standalone
+            # kopf pauses a peer that sees an equal or higher priority, so equal priorities would
+            # pause every replica. The oldest replica wins: a rolling update never steals the lead.
+            settings.peering.priority = -int(time.time() * 1000)
+            settings.peering.lifetime = self.settings.peering_lifetime
 
         # An index makes kopf hold every other handler until all Webhooks are listed, so an event
         # created while the operator was down is never planned against a half-known set of hooks.

@@ -23,6 +23,7 @@ from .settings import Settings, describe_error
 log = logging.getLogger("inori_operator")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PEERING = "apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata:\n  name: {name}\n"
 
 
 def _settings() -> Settings:
@@ -67,6 +68,7 @@ def dev(crds: Path) -> int:
         local.install_crds(crds)
         local.kubectl("create", "namespace", settings.namespace, check=False)
         local.kubectl("create", "namespace", "team-a", check=False)
+        local.kubectl("apply", "-f", "-", input=PEERING.format(name=settings.peering_name))
         stable = REPO_ROOT / ".run" / "kubeconfig"
         stable.parent.mkdir(exist_ok=True)
         stable.write_bytes(local.kubeconfig.read_bytes())

@@ -145,18 +145,17 @@ class KeyIndex:
         while not self._stopping.is_set():
             try:
                 version = self._relist()
-                backoff = 0.5
                 while not self._stopping.is_set():
                     version = self._watch(version)
+                    backoff = 0.5  # a watch that ran its course: the connection is healthy
             except ApiException as exc:
-                if exc.status != 410:  # 410 Gone: our version is too old; relist at once
-                    log.warning("key index watch failed (%s %s); relisting in %.1fs", exc.status, exc.reason, backoff)
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, 30)
+                if exc.status == 410:  # Gone: our version is too old; relist at once
+                    continue
+                log.warning("key index watch failed (%s %s); relisting in %.1fs", exc.status, exc.reason, backoff)
             except Exception as exc:  # noqa: BLE001 - keep serving the last good index, and retry
                 log.warning("key index watch failed (%s); relisting in %.1fs", exc, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 30)
+            self._stopping.wait(backoff)
+            backoff = min(backoff * 2, 30)
 
     def _watch(self, version: str) -> str:
         watch = kubernetes.watch.Watch()

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
 
     peering_name: str = Field("inori-operator", description="kopf peering object: replicas sharing it elect one active.")
     standalone: bool = Field(False, description="Skip peering (a single replica, or tests).")
+    peering_lifetime: int = Field(
+        30, ge=15, le=600, description="Seconds before a silent peer is presumed dead and a standby takes over."
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_format: Literal["auto", "json", "text"] = Field(
