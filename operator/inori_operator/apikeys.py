@@ -26,7 +26,6 @@ from pydantic import ValidationError
 from . import keyindex as ki
 from . import keys
 from .conditions import set_condition, timestamp
-from .keyindex import KeyIndex
 from .kube import Conflict, Kube, NotFound
 from .models import API_VERSION, ApiKeySpec
 from .statuswriter import StatusWriter
@@ -60,15 +59,16 @@ def _owned_by(secret: Any, uid: str) -> bool:
 
 
 class ApiKeyController:
-    def __init__(self, kube: Kube, writer: StatusWriter, operator_namespace: str, index: KeyIndex) -> None:
+    def __init__(
+        self, kube: Kube, writer: StatusWriter, operator_namespace: str, usage_interval: float = 60.0
+    ) -> None:
         self._kube = kube
         self._writer = writer
         self._namespace = operator_namespace
-        self._index = index
         self._bodies: dict[Key, dict[str, Any]] = {}
         self._conditions: dict[Key, list[dict[str, Any]]] = {}
         self.queue: WorkQueue[Key] = WorkQueue("apikeys", self.reconcile)
-        self.usage = UsageRecorder(writer)
+        self.usage = UsageRecorder(writer, usage_interval)
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
         meta = body["metadata"]

@@ -71,7 +71,9 @@ class Operator:
             concurrency=settings.max_concurrent_deliveries,
         )
         self.keyindex = KeyIndex(self.kube.api_client, settings.namespace)
-        self.apikeys = ApiKeyController(self.kube, self.writer, settings.namespace, self.keyindex)
+        self.apikeys = ApiKeyController(
+            self.kube, self.writer, settings.namespace, usage_interval=settings.last_used_interval
+        )
         metrics.LIVE.webhook_phases = self.webhooks.phases
         metrics.LIVE.active_keys = lambda: len(self.keyindex)
 

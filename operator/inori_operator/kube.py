@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from . import __version__
 from .conditions import timestamp
 from .models import GROUP, VERSION
 
@@ -65,7 +66,9 @@ def load_config() -> kubernetes.client.ApiClient:
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config(client_configuration=configuration)
     configuration.connection_pool_maxsize = 32
-    return kubernetes.client.ApiClient(configuration)
+    client = kubernetes.client.ApiClient(configuration)
+    client.user_agent = f"inori-operator/{__version__}"  # also our field manager in managedFields
+    return client
 
 
 class Kube:

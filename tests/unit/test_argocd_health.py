@@ -247,3 +247,19 @@ def test_the_harness_compiles_as_lua_5_1_and_rejects_newer_syntax(body: str, tmp
     probe.write_text(body, encoding="utf-8")
     with pytest.raises(AssertionError, match="does not compile in Lua 5.1"):
         run_health_script(probe, {})
+
+
+def test_the_argocd_cm_example_carries_exactly_the_tested_health_scripts() -> None:
+    root = Path(__file__).resolve().parents[2]
+    cm = yaml.safe_load((root / "examples" / "gitops" / "argocd-cm-health.yaml").read_text())
+    for kind in ("Webhook", "ApiKey", "IntegrationEvent"):
+        script = (root / "argocd" / "health" / "integrations.inori.io" / kind / "health.lua").read_text()
+        assert cm["data"][f"resource.customizations.health.integrations.inori.io_{kind}"] == script, kind
+
+
+def test_the_gitops_example_syncs_the_operator_before_the_teams_resources() -> None:
+    root = Path(__file__).resolve().parents[2] / "examples" / "gitops"
+    wave = lambda p: int(yaml.safe_load(p.read_text())["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])  # noqa: E731
+    assert wave(root / "apps" / "inori-integrations.yaml") < wave(root / "apps" / "team-a-integrations.yaml")
+    for manifest in (root / "teams" / "team-a").glob("*.yaml"):
+        assert wave(manifest) > wave(root / "apps" / "inori-integrations.yaml"), manifest.name
