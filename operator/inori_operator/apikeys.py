@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from . import keyindex as ki
 from . import keys
 from .conditions import set_condition, timestamp
-from .kube import Conflict, Kube, NotFound
+from .kube import Conflict, Kube, NotFound, slim
 from .models import API_VERSION, ApiKeySpec
 from .statuswriter import StatusWriter
 from .workqueue import WorkQueue
@@ -78,7 +78,7 @@ class ApiKeyController:
             self._conditions.pop(key, None)
             self._writer.forget((PLURAL, *key))
         else:
-            self._bodies[key] = body
+            self._bodies[key] = slim(body)
         self.queue.add(key)
 
     # -- reconcile ----------------------------------------------------------------------------

@@ -37,11 +37,14 @@ class Operator:
         self.settings = settings
         self.kube = kube or Kube()
         self.policy = DestinationPolicy.from_cidrs(settings.allow_plain_http, settings.allowed_cidrs)
-        self.writer = StatusWriter(self.kube, interval=settings.status_flush_interval)
+        self.writer = StatusWriter(
+            self.kube, interval=settings.status_flush_interval, min_spacing={WEBHOOKS: settings.webhook_status_spacing}
+        )
         self.webhooks = WebhookRegistry(self.kube, self.writer, self.policy)
         self.sender = Sender(
             ca_bundle=settings.ca_bundle,
             max_connections=settings.max_concurrent_deliveries,
+            max_per_host=settings.max_concurrent_per_host,
             max_response_bytes=settings.max_response_bytes,
         )
         notifier = (

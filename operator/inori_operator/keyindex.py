@@ -174,6 +174,10 @@ class KeyIndex:
             if kind == "ERROR":
                 raw = event.get("raw_object") or {}
                 raise ApiException(status=raw.get("code", 500), reason=raw.get("message", "watch error"))
+            if kind == "BOOKMARK":  # only a newer resourceVersion; the client leaves it a dict
+                raw = event.get("raw_object") or {}
+                version = (raw.get("metadata") or {}).get("resourceVersion") or version
+                continue
             version = obj.metadata.resource_version or version
             if kind == "DELETED":
                 self._remove(obj.metadata.name)

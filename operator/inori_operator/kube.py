@@ -58,6 +58,22 @@ def _translate(exc: ApiException) -> KubeError:
     return KubeError(message, exc.status or 0)
 
 
+_HEAVY_METADATA = ("managedFields",)
+_HEAVY_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def slim(body: dict[str, Any]) -> dict[str, Any]:
+    """A watched object without the bookkeeping we never read (managedFields, last-applied).
+
+    Those are often most of an object's size; dropping them keeps 10,000 Webhooks in memory cheap.
+    """
+    meta = {k: v for k, v in body.get("metadata", {}).items() if k not in _HEAVY_METADATA}
+    annotations = meta.get("annotations")
+    if annotations and any(a in annotations for a in _HEAVY_ANNOTATIONS):
+        meta["annotations"] = {k: v for k, v in annotations.items() if k not in _HEAVY_ANNOTATIONS}
+    return {**body, "metadata": meta}
+
+
 def load_config() -> kubernetes.client.ApiClient:
     """In-cluster config in a Pod, else the kubeconfig (``KUBECONFIG`` or ``~/.kube/config``)."""
     configuration = kubernetes.client.Configuration()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,14 +34,18 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 class StatusWriter:
-    def __init__(self, kube: Kube, interval: float = 0.05, concurrency: int = 16) -> None:
+    def __init__(
+        self, kube: Kube, interval: float = 0.05, concurrency: int = 16, min_spacing: dict[str, float] | None = None
+    ) -> None:
         self._kube = kube
         self._interval = interval
+        # Per kind, the least time between two writes of one object: a Webhook taking hundreds of
+        # deliveries a second gets its lastDelivery refreshed once a second, not hundreds of times.
+        self._spacing = min_spacing or {}
+        self._last_write: dict[Key, float] = {}
         self._dirty: dict[Key, dict[str, Compose]] = {}
         self._written: dict[Key, dict[str, Any]] = {}
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._limit = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
         self.writes = 0
@@ -53,12 +58,12 @@ class StatusWriter:
     def mark(self, key: Key, compose: Compose, part: str = MAIN) -> None:
         """Schedule a write of ``key``; ``part`` names which owner's fields ``compose`` returns."""
         self._dirty.setdefault(key, {})[part] = compose
-        self._idle.clear()
         self._wake.set()
 
     def forget(self, key: Key) -> None:
         self._dirty.pop(key, None)
         self._written.pop(key, None)
+        self._last_write.pop(key, None)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="status-writer")
@@ -68,10 +73,12 @@ class StatusWriter:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.flush()
+        await self.flush(force=True)
 
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
+    async def settle(self, key: Key) -> None:
+        """Return once nothing is pending for ``key`` (its last status has been written)."""
+        while key in self._dirty:
+            await asyncio.sleep(self._interval)
 
     async def _run(self) -> None:
         while True:
@@ -80,11 +87,15 @@ class StatusWriter:
             await asyncio.sleep(self._interval)  # let a burst accumulate
             await self.flush()
 
-    async def flush(self) -> None:
-        batch, self._dirty = self._dirty, {}
+    async def flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        batch: dict[Key, dict[str, Compose]] = {}
+        for key in list(self._dirty):
+            if force or now - self._last_write.get(key, -1e9) >= self._spacing.get(key[0], 0.0):
+                batch[key] = self._dirty.pop(key)
         await asyncio.gather(*(self._write(key, parts) for key, parts in batch.items()))
-        if not self._dirty:
-            self._idle.set()
+        if self._dirty:
+            self._wake.set()  # spaced-out keys wait for their turn; the loop sleeps between flushes
 
     async def _write(self, key: Key, parts: dict[str, Compose]) -> None:
         status: dict[str, Any] = {}
@@ -96,6 +107,7 @@ class StatusWriter:
         if not patch:
             return
         plural, namespace, name = key
+        self._last_write[key] = time.monotonic()
         async with self._limit:
             try:
                 await self._kube.patch_status(plural, namespace, name, patch)

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from . import destinations
 from .destinations import DestinationPolicy, DestinationRefused
-from .kube import Kube
+from .kube import Kube, slim
 from .models import WebhookSpec
 from .statuswriter import StatusWriter
 from .webhook_status import (
@@ -106,6 +106,7 @@ class WebhookRegistry:
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
         """Take a Webhook as the watch saw it; fan-out sees the change at once, checks follow."""
+        body = slim(body)
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":

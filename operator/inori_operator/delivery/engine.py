@@ -354,7 +354,7 @@ class Engine:
         state = self._events.get(key)
         if state is None or not state.finished:
             return
-        await self._writer.wait_idle()  # the final status lands before the object goes
+        await self._writer.settle((PLURAL, *key))  # the final status lands before the object goes
         try:
             await self._kube.delete(PLURAL, key[0], key[1], uid=state.uid)
         except NotFound:

@@ -88,8 +88,19 @@ def _short(text: str) -> str:
 class Sender:
     """The shared, pooled HTTP client for all deliveries."""
 
-    def __init__(self, *, ca_bundle: Path | None = None, max_connections: int = 512, max_response_bytes: int = 65536) -> None:
+    def __init__(
+        self,
+        *,
+        ca_bundle: Path | None = None,
+        max_connections: int = 512,
+        max_per_host: int = 16,
+        max_response_bytes: int = 65536,
+    ) -> None:
         self._pins: dict[str, str] = {}
+        # httpcore's pool slows down sharply with many requests in flight to one origin (measured
+        # here: 500 POST/s at 10 concurrent, 130/s at 256), so each host gets a small lane.
+        self._per_host = max_per_host
+        self._lanes: dict[tuple[str, int], asyncio.Semaphore] = {}
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=30)
         self._client = httpx.AsyncClient(
             transport=_PinnedTransport(self._pins, ssl_context(ca_bundle), limits),
@@ -103,6 +114,13 @@ class Sender:
 
     async def send(self, destination: Destination, body: bytes, headers: dict[str, str], timeout: float) -> DeliveryOutcome:
         self._pins[destination.host] = destination.addresses[0]
+        lane = self._lanes.get((destination.host, destination.port))
+        if lane is None:
+            lane = self._lanes[(destination.host, destination.port)] = asyncio.Semaphore(self._per_host)
+        async with lane:
+            return await self._send(destination, body, headers, timeout)
+
+    async def _send(self, destination: Destination, body: bytes, headers: dict[str, str], timeout: float) -> DeliveryOutcome:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):  # caps slow-drip answers too, not just each read
