@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         timedelta(hours=24), description="How long finished IntegrationEvents are kept (ISO 8601 or seconds)."
     )
     max_concurrent_deliveries: int = Field(256, ge=1, description="Deliveries in flight at once.")
-    max_concurrent_per_host: int = Field(16, ge=1, description="Deliveries in flight at once to one receiver host.")
+    max_concurrent_per_host: int = Field(8, ge=1, description="Deliveries in flight at once to one receiver host.")
     max_response_bytes: int = Field(64 * 1024, ge=0, description="Bytes of a receiver's answer read before closing.")
     status_flush_interval: float = Field(
         0.05, gt=0, le=5, description="Seconds between batched status writes (coalesces bursts)."
