@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     head = common.header()
+    fingerprint = common.code_fingerprint()
     common.progress(f"bench: {', '.join(selected)} | {head}")
     rows: list[common.Row] = []
     notes: list[str] = []
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         notes += result.notes
         notes.append(f"{name}: {time.monotonic() - began:.0f}s including control-plane start and stop.")
 
+    if common.code_fingerprint() != fingerprint:
+        notes.insert(0, f"WARNING: the operator's code changed during this run ({fingerprint} -> "
+                        f"{common.code_fingerprint()}); the figures may mix two versions.")
+        common.progress("bench: WARNING: the checkout changed during the run")
     text = common.render(head, rows, notes, time.monotonic() - started)
     path = common.write_results(text)
     print()

@@ -200,6 +200,15 @@ def header() -> str:
     )
 
 
+def code_fingerprint() -> str:
+    """HEAD plus a hash of uncommitted changes to what is measured (operator code, CRDs, lock)."""
+    import hashlib
+
+    head = _git("rev-parse", "HEAD")
+    diff = _git("diff", "HEAD", "--", "operator", "crds", "pyproject.toml", "requirements.lock")
+    return f"{head[:12]}+{hashlib.sha256(diff.encode()).hexdigest()[:12] if diff else 'clean'}"
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -364,12 +373,12 @@ class Operator:
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def warning_summary(self, distinct: int = 3) -> str:
-        """'N line(s) ...; most frequent: ...' from the operator's log (it runs at WARNING), or ''."""
+    def warning_summary(self, distinct: int = 4) -> str:
+        """What the operator logged (it runs at WARNING): counts of each distinct message, or ''."""
         if not self.log_path.exists():
             return ""
         counts: dict[str, int] = {}
-        total = 0
+        startup = total = 0
         for line in self.log_path.read_text(errors="replace").splitlines():
             if not line.strip():
                 continue
@@ -378,13 +387,19 @@ class Operator:
                 text = f"{record.get('severity') or record.get('levelname') or '?'}: {record.get('message', '')}"
             except (ValueError, AttributeError):
                 text = f"(unstructured) {line.strip()}"
+            if "storage is (re)initializing" in text:
+                startup += 1  # kopf retrying its first LIST while a fresh API server warms up
+                continue
             total += 1
-            shape = re.sub(r"\d+", "N", text)[:160]
+            shape = re.sub(r"\d+(\.\d+)?", "N", text)[:150]
             counts[shape] = counts.get(shape, 0) + 1
-        if not total:
-            return ""
-        top = sorted(counts.items(), key=lambda kv: -kv[1])[:distinct]
-        return f"{total} line(s) at WARNING or above; most frequent: " + "; ".join(f"{n}x \"{shape}\"" for shape, n in top)
+        parts = []
+        if total:
+            top = sorted(counts.items(), key=lambda kv: -kv[1])[:distinct]
+            parts.append(f"{total} warning/error line(s): " + "; ".join(f"{n}x \"{shape}\"" for shape, n in top))
+        if startup:
+            parts.append(f"{startup} startup retry line(s) (API server storage still initializing)")
+        return ", and ".join(parts)
 
     def get(self, path: str, timeout: float = 5) -> tuple[int, bytes]:
         try:

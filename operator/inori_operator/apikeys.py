@@ -29,6 +29,7 @@ from .conditions import set_condition, timestamp
 from .kube import Conflict, Kube, NotFound, slim
 from .models import API_VERSION, ApiKeySpec
 from .statuswriter import StatusWriter
+from .supervision import spawn
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ class UsageRecorder:
         self._writer.mark((PLURAL, *key), lambda: {"lastUsedAt": stamp}, part="usage")
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="apikey-usage")
+        self._task = spawn(self._run(), name="apikey-usage")
 
     async def stop(self) -> None:
         if self._task:

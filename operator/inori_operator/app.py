@@ -104,28 +104,31 @@ class Operator:
             settings.peering.priority = -int(time.time() * 1000)
             settings.peering.lifetime = self.settings.peering_lifetime
 
+        # Every handler is ``async``: kopf runs plain functions in a thread pool, and the registry,
+        # the engine and the queues belong to the event loop (they are not thread-safe).
+
         # An index makes kopf hold every other handler until all Webhooks are listed, so an event
         # created while the operator was down is never planned against a half-known set of hooks.
         @kopf.index(GROUP, VERSION, WEBHOOKS, registry=registry)
-        def webhook_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[str, str]:
+        async def webhook_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[str, str]:
             webhooks.observe(None, _raw(body))
             return {namespace: name}
 
         @kopf.on.event(GROUP, VERSION, WEBHOOKS, registry=registry)
-        def webhook_event(event: kopf.RawEvent, **_: Any) -> None:
+        async def webhook_event(event: kopf.RawEvent, **_: Any) -> None:
             if event["type"] == "DELETED":
                 webhooks.observe("DELETED", event["object"])
 
         @kopf.on.event("", "v1", "secrets", registry=registry)
-        def secret_event(event: kopf.RawEvent, **_: Any) -> None:
+        async def secret_event(event: kopf.RawEvent, **_: Any) -> None:
             webhooks.observe_secret(event["type"], event["object"])
 
         @kopf.on.event(GROUP, VERSION, EVENTS, registry=registry)
-        def integration_event(event: kopf.RawEvent, **_: Any) -> None:
+        async def integration_event(event: kopf.RawEvent, **_: Any) -> None:
             engine.observe(event["type"], event["object"])
 
         @kopf.on.event(GROUP, VERSION, APIKEYS, registry=registry)
-        def apikey_event(event: kopf.RawEvent, **_: Any) -> None:
+        async def apikey_event(event: kopf.RawEvent, **_: Any) -> None:
             apikeys.observe(event["type"], event["object"])
 
         return registry

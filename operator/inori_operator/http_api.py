@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from . import keys, metrics
+from . import keys, metrics, supervision
 from .models import EventType
 
 if TYPE_CHECKING:
@@ -148,6 +148,8 @@ class Api:
         return response
 
     async def healthz(self, request: web.Request) -> web.Response:
+        if supervision.failures:
+            return error(503, "unhealthy", "; ".join(supervision.failures)[:1024])
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import metrics
 from .kube import Kube, NotFound
+from .supervision import spawn
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class StatusWriter:
         self._last_write.pop(key, None)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="status-writer")
+        self._task = spawn(self._run(), name="status-writer")
 
     async def stop(self) -> None:
         """Flush what is pending, then stop: a graceful shutdown loses no recorded outcome."""

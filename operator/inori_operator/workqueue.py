@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from .supervision import spawn
+
 K = TypeVar("K", bound=Hashable)
 Reconcile = Callable[[K], Awaitable[float | None]]  # returns "reconcile again after N seconds"
 
@@ -56,7 +58,7 @@ class WorkQueue(Generic[K]):
         return len(self._due)
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._worker(), name=f"{self.name}-{i}") for i in range(self._workers)]
+        self._tasks = [spawn(self._worker(), name=f"{self.name}-{i}") for i in range(self._workers)]
 
     async def stop(self) -> None:
         for task in self._tasks:

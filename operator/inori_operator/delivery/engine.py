@@ -22,8 +22,9 @@ from .. import metrics, retry, signing
 from ..alerts import FailingAlert, Notifier, recipients
 from ..conditions import timestamp
 from ..destinations import Destination, DestinationPolicy, DestinationRefused, resolve
-from ..kube import Kube, NotFound
+from ..kube import Conflict, Kube, KubeError, NotFound
 from ..statuswriter import StatusWriter
+from ..supervision import spawn
 from ..webhook_status import DESTINATION_NOT_ALLOWED, Problem
 from ..webhooks import PLURAL as WEBHOOKS, Webhook, WebhookRegistry
 from . import plan
@@ -73,6 +74,8 @@ class Engine:
         self._events: dict[EventKey, EventState] = {}
         self._conditions: dict[EventKey, list[dict[str, Any]]] = {}
         self._ttl: dict[EventKey, int | None] = {}
+        # Finished events awaiting deletion: only their uid stays in memory, not their records.
+        self._finished: dict[EventKey, str] = {}
         self._heap: list[_Due] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -90,17 +93,23 @@ class Engine:
             self._drop(key)
             return
         known = self._events.get(key)
-        if known is not None and known.uid == meta.get("uid"):
+        uid = known.uid if known is not None else self._finished.get(key)
+        if uid == meta.get("uid"):
             return  # we are the only writer of its status: nothing new to learn
-        if known is not None:
+        if uid is not None:
             self._drop(key)  # same name, new object
         self._load(body)
 
     def _drop(self, key: EventKey) -> None:
+        self._release(key)
+        self._finished.pop(key, None)
+        self._writer.forget((PLURAL, *key))
+
+    def _release(self, key: EventKey) -> None:
+        """Forget a finished event's records once its final status is composed."""
         self._events.pop(key, None)
         self._conditions.pop(key, None)
         self._ttl.pop(key, None)
-        self._writer.forget((PLURAL, *key))
 
     def _load(self, body: dict[str, Any]) -> None:
         meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
@@ -129,6 +138,7 @@ class Engine:
                     self._schedule(key, record.webhook, when)
             if state.finished:
                 self._finish(state)
+                self._release(key)  # its final status is already stored
             return
         subscribers = self._webhooks.subscribers(key[0], event_type)
         state.records = plan.plan(state.uid, [(h.name, h.uid) for h in subscribers])
@@ -155,7 +165,7 @@ class Engine:
         )
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="delivery-scheduler")
+        self._task = spawn(self._run(), name="delivery-scheduler")
 
     async def stop(self) -> None:
         if self._task:
@@ -334,10 +344,13 @@ class Engine:
         key = (state.namespace, state.name)
 
         def compose() -> dict[str, Any] | None:
-            if self._events.get(key) is not state:
-                return None
+            if self._events.get(key) is not state and self._finished.get(key) != state.uid:
+                return None  # deleted meanwhile
             status = state.compose(self._conditions.get(key))
-            self._conditions[key] = status["conditions"]
+            if state.finished:
+                self._release(key)  # this closure keeps the state until the write succeeds
+            else:
+                self._conditions[key] = status["conditions"]
             return status
 
         self._writer.mark((PLURAL, *key), compose)
@@ -348,17 +361,22 @@ class Engine:
             state.finished_time = timestamp()
         ttl = self._ttl.get(key)
         keep = timedelta(seconds=ttl) if ttl is not None else self._retention
+        self._finished[key] = state.uid
         self._schedule(key, None, plan.parse_time(state.finished_time) + keep)  # type: ignore[operator]
 
     async def _expire(self, key: EventKey) -> None:
-        state = self._events.get(key)
-        if state is None or not state.finished:
+        uid = self._finished.get(key)
+        if uid is None:
             return
         await self._writer.settle((PLURAL, *key))  # the final status lands before the object goes
         try:
-            await self._kube.delete(PLURAL, key[0], key[1], uid=state.uid)
-        except NotFound:
-            pass
+            await self._kube.delete(PLURAL, key[0], key[1], uid=uid)
+        except (NotFound, Conflict):
+            pass  # already gone, or replaced by a new object of the same name
+        except KubeError as exc:
+            log.warning("deleting IntegrationEvent %s/%s failed (%s); retrying in 30s", *key, exc)
+            self._schedule(key, None, datetime.now(timezone.utc) + timedelta(seconds=30))
+            return
         self._drop(key)
         log.info("IntegrationEvent %s/%s deleted after its retention period", *key)
 
