@@ -110,13 +110,7 @@ class FloorServer:
         self.url = f"http://127.0.0.1:{self.conn.recv()}/v1/verify"
 
     def stop(self) -> None:
-        try:
-            self.conn.send("stop")
-        except OSError:
-            pass
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
+        common.stop_child(self.conn, self.proc)
 
 
 # -- revocation floor: patch -> watch -> delete Secret -> watch, with a bare client ---------------

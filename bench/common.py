@@ -51,6 +51,17 @@ def die_with_parent() -> None:
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def stop_child(conn: Any, proc: Any) -> None:
+    """Ask a helper process (receiver, floor server) to stop over its pipe; kill it if it lingers."""
+    try:
+        conn.send("stop")
+    except OSError:
+        pass
+    proc.join(10)
+    if proc.is_alive():
+        proc.kill()
+
+
 def percentile(values: list[float], p: float) -> float:
     """The p-th percentile with linear interpolation between closest ranks (numpy's default).
 

@@ -134,13 +134,7 @@ class Receiver:
         return self._call("take")
 
     def stop(self) -> None:
-        try:
-            self.conn.send("stop")
-        except OSError:
-            pass
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
+        common.stop_child(self.conn, self.proc)
 
 
 # -- floor (a): the API server's create-to-watch latency, watched from another process ------------

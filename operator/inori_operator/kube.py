@@ -121,12 +121,17 @@ class Kube:
             _content_type=MERGE_PATCH,
         )
 
-    async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch ``status`` only: the operator never writes ``spec``."""
-        return await self._call(
+    async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch ``status`` only: the operator never writes ``spec``.
+
+        The answer (the whole object) is read but not parsed: on the hot path of a burst, parsing
+        what we just wrote would cost CPU and memory for nothing.
+        """
+        response = await self._call(
             self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name,
-            {"status": status}, _content_type=MERGE_PATCH,
+            {"status": status}, _content_type=MERGE_PATCH, _preload_content=False,
         )
+        response.release_conn()
 
     async def delete(self, plural: str, namespace: str, name: str, uid: str | None = None) -> None:
         body = kubernetes.client.V1DeleteOptions(preconditions=kubernetes.client.V1Preconditions(uid=uid) if uid else None)

@@ -113,8 +113,14 @@ class WebhookRegistry:
             self._bodies.pop(key, None)
             self._ready.pop(key, None)
             self._by_namespace[key[0]].discard(key[1])
+            self.states.pop(key, None)  # a new Webhook of the same name starts afresh
+            self._writer.forget((PLURAL, *key))
         else:
             previous = self._bodies.get(key)
+            status = body.pop("status", None)  # read once here; the stored body need not carry it
+            if key not in self.states:
+                self.states[key] = WebhookState.from_status(_generation(body), status)
+                self._writer.seed((PLURAL, *key), status)
             self._bodies[key] = body
             if previous is not None and key in self.states and _generation(previous) == _generation(body):
                 return  # only status or metadata changed (often our own write): nothing to re-check
@@ -210,10 +216,7 @@ class WebhookRegistry:
         namespace, name = key
         meta = body["metadata"]
         generation = _generation(body)
-        state = self.states.get(key)
-        if state is None:
-            state = self.states[key] = WebhookState.from_status(generation, body.get("status"))
-            self._writer.seed((PLURAL, namespace, name), body.get("status"))
+        state = self.states.setdefault(key, WebhookState(generation=generation))
 
         parsed = check_spec(body.get("spec") or {})
         problem: Problem | None = parsed if isinstance(parsed, Problem) else None
