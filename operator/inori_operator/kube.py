@@ -14,6 +14,7 @@ import asyncio
 import base64
 import functools
 import json
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -80,7 +81,8 @@ def load_config() -> kubernetes.client.ApiClient:
     try:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)
+        # The client reads KUBECONFIG once, at import; `inori-operator dev` sets it later.
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
     configuration.connection_pool_maxsize = 32
     client = kubernetes.client.ApiClient(configuration)
     client.user_agent = f"inori-operator/{__version__}"  # also our field manager in managedFields
