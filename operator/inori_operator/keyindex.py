@@ -13,7 +13,6 @@ import base64
 import hmac
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any

@@ -214,7 +214,6 @@ class WebhookRegistry:
             self._forget(key)
             return None
         namespace, name = key
-        meta = body["metadata"]
         generation = _generation(body)
         state = self.states.setdefault(key, WebhookState(generation=generation))
 

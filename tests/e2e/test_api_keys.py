@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
