@@ -18,7 +18,7 @@ from . import http_api, metrics
 from .alerts import EmailNotifier, LogNotifier
 from .apikeys import PLURAL as APIKEYS, ApiKeyController
 from .delivery.engine import PLURAL as EVENTS, Engine
-from .delivery.sender import Sender
+from .delivery.sender import Sender, ssl_context
 from .destinations import DestinationPolicy
 from .keyindex import KeyIndex
 from .kube import Kube
@@ -56,7 +56,7 @@ class Operator:
                 password=settings.smtp_password.get_secret_value(),
                 sender=settings.smtp_from,
                 timeout=settings.smtp_timeout_seconds,
-                ssl_context=_smtp_ssl(settings),
+                ssl_context=ssl_context(settings.ca_bundle),
             )
             if settings.smtp_host
             else LogNotifier()
@@ -67,7 +67,6 @@ class Operator:
             webhooks=self.webhooks,
             writer=self.writer,
             sender=self.sender,
-            policy=self.policy,
             notifier=notifier,
             operator_recipients=settings.alert_recipients,
             retention=settings.event_retention,
@@ -177,11 +176,3 @@ class Operator:
 def _raw(body: kopf.Body) -> dict[str, Any]:
     return {key: body[key] for key in body}
 
-
-def _smtp_ssl(settings: Settings) -> Any:
-    import ssl
-
-    ctx = ssl.create_default_context()
-    if settings.ca_bundle is not None:
-        ctx.load_verify_locations(cafile=str(settings.ca_bundle))
-    return ctx

@@ -122,12 +122,13 @@ class Api:
         spec: dict[str, Any] = {"type": event.event, "data": event.data}
         if event.timestamp is not None:
             spec["timestamp"] = event.timestamp.isoformat().replace("+00:00", "Z")
+        slug = re.sub(r"[^a-z0-9-]", "-", event.event)  # record.status_changed -> record-status-changed
         body = {
             "apiVersion": "integrations.inori.io/v1alpha1",
             "kind": "IntegrationEvent",
             "metadata": {
-                "generateName": re.sub(r"[^a-z0-9-]", "-", event.event) + "-",
-                "labels": {"integrations.inori.io/api-key": entry.name, "integrations.inori.io/event-type": re.sub(r"[^a-z0-9-]", "-", event.event)},
+                "generateName": slug + "-",
+                "labels": {"integrations.inori.io/api-key": entry.name, "integrations.inori.io/event-type": slug},
             },
             "spec": spec,
         }

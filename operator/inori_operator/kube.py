@@ -143,9 +143,8 @@ class Kube:
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """The decoded data of a Secret, or None when it does not exist."""
-        try:
-            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
-        except NotFound:
+        secret = await self.get_secret(namespace, name)
+        if secret is None:
             return None
         return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import destinations
-from .destinations import DestinationPolicy, DestinationRefused
+from .destinations import Destination, DestinationPolicy, DestinationRefused
 from .kube import Kube, slim
 from .models import WebhookSpec
 from .statuswriter import StatusWriter
@@ -37,6 +38,7 @@ from .workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 PLURAL = "webhooks"
+RESOLVE_TTL = 30.0  # seconds a checked DNS answer is reused
 Key = tuple[str, str]  # (namespace, name)
 
 _MISSING = object()
@@ -75,14 +77,6 @@ def check_secret(spec: WebhookSpec, data: dict[str, bytes] | None) -> Problem | 
     return None
 
 
-async def check_destination(policy: DestinationPolicy, url: str) -> Problem | None:
-    try:
-        await destinations.resolve(policy, url)
-    except DestinationRefused as exc:
-        return Problem(DESTINATION_NOT_ALLOWED, f"{exc.reason}: {exc}")
-    return None
-
-
 def _generation(body: dict[str, Any]) -> int:
     return int(body["metadata"].get("generation") or 1)
 
@@ -97,7 +91,9 @@ class WebhookRegistry:
         self._bodies: dict[Key, dict[str, Any]] = {}
         self._ready: dict[Key, Webhook] = {}
         self._by_namespace: dict[str, set[str]] = defaultdict(set)
-        self._secret_users: dict[Key, set[str]] = defaultdict(set)
+        self._secret_users: dict[Key, set[str]] = defaultdict(set)  # Secret -> Webhook names
+        self._secret_of: dict[Key, Key] = {}  # Webhook -> the Secret it references
+        self._resolved: dict[str, tuple[float, Destination]] = {}
         self._secrets: dict[Key, dict[str, bytes] | None] = {}
         self.states: dict[Key, WebhookState] = {}
         self.queue: WorkQueue[Key] = WorkQueue("webhooks", self.reconcile)
@@ -168,7 +164,7 @@ class WebhookRegistry:
         ref = hook.spec.secret_ref
         if ref is None:
             return None
-        self._secret_users[(hook.namespace, ref.name)].add(hook.name)
+        self._use_secret((hook.namespace, hook.name), ref.name)
         data = await self._secret(hook.namespace, ref.name)
         problem = check_secret(hook.spec, data)
         return problem or data[ref.key]  # type: ignore[index]
@@ -185,7 +181,41 @@ class WebhookRegistry:
                 counts[state.phase] += 1
         return dict(counts)
 
+    async def destination(self, url: str) -> Destination:
+        """The checked destination of ``url``, resolved at most once per ``RESOLVE_TTL``.
+
+        Shared by the reconciler (is the URL allowed?) and the sender (where to connect), so one
+        DNS answer serves both; raises ``DestinationRefused``.
+        """
+        now = time.monotonic()
+        cached = self._resolved.get(url)
+        if cached and cached[0] > now:
+            return cached[1]
+        found = await destinations.resolve(self._policy, url)
+        self._resolved[url] = (now + RESOLVE_TTL, found)
+        return found
+
     # -- reconcile ----------------------------------------------------------------------------
+
+    def _use_secret(self, key: Key, secret: str | None) -> None:
+        """Record which Secret a Webhook references, so the Secret watch knows whom to tell."""
+        namespace, name = key
+        old = self._secret_of.get(key)
+        new = (namespace, secret) if secret else None
+        if old == new:
+            return
+        if old is not None:
+            users = self._secret_users.get(old)
+            if users is not None:
+                users.discard(name)
+                if not users:
+                    del self._secret_users[old]
+                    self._secrets.pop(old, None)  # nobody reads it any more
+        if new is None:
+            self._secret_of.pop(key, None)
+        else:
+            self._secret_of[key] = new
+            self._secret_users[new].add(name)
 
     async def _secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         key = (namespace, name)
@@ -195,18 +225,20 @@ class WebhookRegistry:
             self._secrets[key] = cached  # kept fresh by the Secret watch from now on
         return cached  # type: ignore[return-value]
 
+    async def _check_destination(self, url: str) -> Problem | None:
+        try:
+            await self.destination(url)
+        except DestinationRefused as exc:
+            return Problem(DESTINATION_NOT_ALLOWED, f"{exc.reason}: {exc}")
+        return None
+
     def _forget(self, key: Key) -> None:
         namespace, name = key
         self._ready.pop(key, None)
         self._by_namespace[namespace].discard(name)
         self.states.pop(key, None)
         self._writer.forget((PLURAL, namespace, name))
-        for skey, users in list(self._secret_users.items()):
-            if skey[0] == namespace and name in users:
-                users.discard(name)
-                if not users:
-                    del self._secret_users[skey]
-                    self._secrets.pop(skey, None)
+        self._use_secret(key, None)
 
     async def reconcile(self, key: Key) -> float | None:
         body = self._bodies.get(key)
@@ -219,15 +251,13 @@ class WebhookRegistry:
 
         parsed = check_spec(body.get("spec") or {})
         problem: Problem | None = parsed if isinstance(parsed, Problem) else None
-        for skey, users in list(self._secret_users.items()):  # drop a stale reference
-            if skey[0] == namespace:
-                users.discard(name)
         if isinstance(parsed, WebhookSpec):
-            if parsed.secret_ref:
-                self._secret_users[(namespace, parsed.secret_ref.name)].add(name)
-                problem = check_secret(parsed, await self._secret(namespace, parsed.secret_ref.name))
+            ref = parsed.secret_ref
+            self._use_secret(key, ref.name if ref else None)
+            if ref:
+                problem = check_secret(parsed, await self._secret(namespace, ref.name))
             if problem is None:
-                problem = await check_destination(self._policy, parsed.url)
+                problem = await self._check_destination(parsed.url)
             state.suspended = parsed.suspend
         if problem and (state.problem != problem):
             log.info("Webhook %s/%s is Invalid: %s", namespace, name, problem.message)

@@ -21,7 +21,7 @@ from typing import Any
 from .. import metrics, retry, signing
 from ..alerts import FailingAlert, Notifier, recipients
 from ..conditions import timestamp
-from ..destinations import Destination, DestinationPolicy, DestinationRefused, resolve
+from ..destinations import DestinationRefused
 from ..kube import Conflict, Kube, KubeError, NotFound
 from ..statuswriter import StatusWriter
 from ..supervision import spawn
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 PLURAL = "integrationevents"
 EventKey = tuple[str, str]
 
-RESOLVE_TTL = 30.0  # seconds a checked DNS answer is reused
 SUSPENDED_RECHECK = 5.0  # seconds between checks of a suspended Webhook's held retry
 
 
@@ -56,7 +55,6 @@ class Engine:
         webhooks: WebhookRegistry,
         writer: StatusWriter,
         sender: Sender,
-        policy: DestinationPolicy,
         notifier: Notifier,
         operator_recipients: list[str],
         retention: timedelta,
@@ -66,7 +64,6 @@ class Engine:
         self._webhooks = webhooks
         self._writer = writer
         self._sender = sender
-        self._policy = policy
         self._notifier = notifier
         self._operator_recipients = operator_recipients
         self._retention = retention
@@ -80,7 +77,6 @@ class Engine:
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._resolved: dict[str, tuple[float, Destination]] = {}
         self._task: asyncio.Task[None] | None = None
         metrics.LIVE.pending_retries = self.pending_retries
 
@@ -206,15 +202,6 @@ class Engine:
 
     # -- one attempt --------------------------------------------------------------------------
 
-    async def _destination(self, url: str) -> Destination:
-        cached = self._resolved.get(url)
-        now = time.monotonic()
-        if cached and cached[0] > now:
-            return cached[1]
-        destination = await resolve(self._policy, url)
-        self._resolved[url] = (now + RESOLVE_TTL, destination)
-        return destination
-
     async def _attempt(self, key: EventKey, name: str) -> None:
         state = self._events.get(key)
         if state is None or name not in state.records or state.records[name].final:
@@ -239,7 +226,7 @@ class Engine:
             await self._record_attempt(state, record, hook, ok=False, http_status=None, error=secret.message, duration=0.0)
             return
         try:
-            destination = await self._destination(hook.spec.url)
+            destination = await self._webhooks.destination(hook.spec.url)
         except DestinationRefused as exc:
             self._conclude(state, plan.refused(record, f"refused, not attempted: {exc.reason}: {exc}"), hook)
             return
