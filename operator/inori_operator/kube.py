@@ -129,10 +129,15 @@ class Kube:
         The answer (the whole object) is read but not parsed: on the hot path of a burst, parsing
         what we just wrote would cost CPU and memory for nothing.
         """
-        response = await self._call(
-            self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name,
-            {"status": status}, _content_type=MERGE_PATCH, _preload_content=False,
+        await self._call(self._patch_status_unparsed, plural, namespace, name, {"status": status})
+
+    def _patch_status_unparsed(self, plural: str, namespace: str, name: str, body: dict[str, Any]) -> None:
+        response = self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE_PATCH, _preload_content=False,
         )
+        # The answer must be read off the connection before it goes back to the pool: unread, it
+        # would be taken for the next request's answer (seen as BadStatusLine under load).
+        response.read()
         response.release_conn()
 
     async def delete(self, plural: str, namespace: str, name: str, uid: str | None = None) -> None:
