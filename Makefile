@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP)
 
+$(VENV)/.bench-stamp: $(STAMP)
+	$(PY) -m pip install --quiet --constraint requirements.lock --editable '.[test,bench]'
+	@touch $@
+
 ## Build etcd, kube-apiserver, kubectl and helm once per version into ~/.cache/inori-operator.
 controlplane: $(STAMP)
 	$(PY) -m inori_operator.localcluster.build
@@ -29,8 +33,9 @@ test: controlplane
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-bench: controlplane
-	$(PY) -m bench
+## Benchmarks; BENCH_PROFILE=<dir> also samples the operator with py-spy (figures then not comparable).
+bench: controlplane $(VENV)/.bench-stamp
+	$(PY) -m bench $(BENCH_ARGS)
 
 ## Refresh the constraints file after changing dependencies in pyproject.toml.
 lock: $(STAMP)

@@ -114,6 +114,36 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (its threads included)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds used by named processes between ``start`` and ``stop``: who had the cores."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.used: dict[str, float] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self._began = time.monotonic()
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.wall = time.monotonic() - self._began
+        self.used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
+
+    def summary(self) -> str:
+        cores = os.cpu_count() or 1
+        parts = ", ".join(f"{name} {used:.1f}s" for name, used in sorted(self.used.items(), key=lambda kv: -kv[1]))
+        return (f"{sum(self.used.values()):.1f} CPU-seconds of the {self.wall * cores:.1f} available "
+                f"({cores} cores x {self.wall:.1f}s): {parts}")
+
+
 class BenchTimeout(Exception):
     """A benchmark ran past its time limit."""
 
@@ -302,6 +332,10 @@ class ControlPlane:
         shutil.rmtree(self.workdir, ignore_errors=True)
         progress("control plane: stopped")
 
+    def pids(self) -> dict[str, int]:
+        """The control plane's processes by name (etcd, kube-apiserver)."""
+        return self.cluster.processes
+
     def namespace(self, name: str) -> str:
         self.core.create_namespace({"metadata": {"name": name}})
         return name
@@ -364,6 +398,32 @@ class Operator:
         wait_for(lambda: self.alive() and self.get("/readyz")[0] == 200, timeout=timeout, interval=0.1, what="operator /readyz")
         time.sleep(1.0)  # let kopf finish its initial listings
         progress(f"operator: ready (pid {self.pid}, HTTP API on {self.base_url})")
+
+    @contextlib.contextmanager
+    def profiled(self, phase: str) -> Iterator[None]:
+        """With ``BENCH_PROFILE=<dir>``, sample the operator with py-spy during ``phase``.
+
+        Writes ``<dir>/<phase>.txt`` in py-spy's raw (collapsed stacks) format, which any flame
+        graph tool reads. Sampling costs the operator a little CPU, so profiled figures are not
+        comparable with unprofiled ones.
+        """
+        target = os.environ.get("BENCH_PROFILE")
+        if not target:
+            yield
+            return
+        out = Path(target) / f"{phase}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(self.pid), "--format", "raw",
+             "--rate", "100", "--output", str(out), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=30)
+            progress(f"operator: profile of {phase} in {out}")
 
     def alive(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:

@@ -20,6 +20,7 @@ import asyncio
 import json
 import math
 import multiprocessing as mp
+import os
 import socket
 import ssl
 import threading
@@ -469,12 +470,15 @@ def run() -> common.Result:
 
             # (2) throughput
             progress(f"delivery (2): burst of {BURST_EVENTS} events from {CREATORS} threads, x{HOOKS} webhooks")
-            uids, start, end = create_burst(cp, NS_DELIVERY, BURST_EVENTS)
-            burst_create_rate = BURST_EVENTS / (end - start)
-            progress(f"delivery (2): created in {end - start:.1f}s ({burst_create_rate:,.0f}/s); waiting for deliveries")
-            expected = BURST_EVENTS * HOOKS
-            failed_before, retries_before = _failed_attempts(operator), _pending_retries(operator)
-            _, how = _wait_deliveries(receiver, operator, expected, 150, retries_before)
+            meter = common.CpuMeter({**cp.pids(), "operator": operator.pid, "receiver": receiver.proc.pid,
+                                     "bench (creates, receiver queries)": os.getpid()})
+            with operator.profiled("burst"), meter:
+                uids, start, end = create_burst(cp, NS_DELIVERY, BURST_EVENTS)
+                burst_create_rate = BURST_EVENTS / (end - start)
+                progress(f"delivery (2): created in {end - start:.1f}s ({burst_create_rate:,.0f}/s); waiting for deliveries")
+                expected = BURST_EVENTS * HOOKS
+                failed_before, retries_before = _failed_attempts(operator), _pending_retries(operator)
+                _, how = _wait_deliveries(receiver, operator, expected, 150, retries_before)
             first, dups = _unique(receiver.take(), set(uids))
             failed_attempts = _failed_attempts(operator) - failed_before
             last = max((a for a, _ in first.values()), default=end)
@@ -486,6 +490,7 @@ def run() -> common.Result:
                         f"{failed_attempts:g} attempts had failed, so the rest were never attempted")
             progress(f"delivery (2): {len(first):,}/{expected:,} ({how}) in {last - start:.1f}s = {throughput:,.0f} "
                      f"deliveries/s; failed attempts {failed_attempts:g}")
+            progress(f"delivery (2): CPU: {meter.summary()}")
             complete = len(first) == expected
             figure = common.per_s(throughput, " deliveries/s")
             if not complete:
@@ -505,7 +510,8 @@ def run() -> common.Result:
                 f"httpx.AsyncClient (the operator's HTTP client library) POSTing to the same receiver for up to "
                 f"{POST_SECONDS:g}s: " + ", ".join(f"{r:,.0f}/s at concurrency {c}" for c, r in post_rates.items())
                 + f"; the best one is the floor. The receiver itself takes {capacity:,.0f} POST/s from an aiohttp "
-                f"client at concurrency 100, so it is not the limit."
+                f"client at concurrency 100, so it is not the limit. CPU used from the first create until all had "
+                f"arrived: {meter.summary()}."
             )
 
             # (3) memory
@@ -521,7 +527,7 @@ def run() -> common.Result:
                     progress(f"delivery (3): {i + 1:,} Webhooks created")
 
             made = time.monotonic()
-            with ThreadPoolExecutor(CREATORS) as pool:
+            with operator.profiled("webhooks"), ThreadPoolExecutor(CREATORS) as pool:
                 list(pool.map(webhook, range(MEMORY_WEBHOOKS)))
             progress(f"delivery (3): created in {time.monotonic() - made:.0f}s; waiting for the operator")
 

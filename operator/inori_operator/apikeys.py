@@ -55,8 +55,8 @@ def hash_secret_name(uid: str) -> str:
     return f"apikey-{uid}"
 
 
-def _owned_by(secret: Any, uid: str) -> bool:
-    return any(ref.uid == uid for ref in (secret.metadata.owner_references or []))
+def _owned_by(secret: dict[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in secret["metadata"].get("ownerReferences") or [])
 
 
 class ApiKeyController:
@@ -140,7 +140,7 @@ class ApiKeyController:
         existing = await self._kube.get_secret(self._namespace, hash_name)
         if existing is not None:
             await self._refresh_hash_metadata(existing, body, spec)
-            stored = base64.b64decode((existing.data or {}).get("prefix", "")).decode()
+            stored = base64.b64decode((existing.get("data") or {}).get("prefix", "")).decode()
             return status.get("prefix") or stored or keys.PREFIX
         if status.get("prefix"):
             return (HASH_MISSING, f"the hash Secret {self._namespace}/{hash_name} was deleted; this key can no longer "
@@ -174,7 +174,7 @@ class ApiKeyController:
         if not _owned_by(secret, uid):
             return (SECRET_CONFLICT, f"Secret {secret_name!r} already exists and is not owned by this ApiKey; "
                                      "set spec.secretName to a free name")
-        raw = (secret.data or {}).get(PLAINTEXT_KEY)
+        raw = (secret.get("data") or {}).get(PLAINTEXT_KEY)
         plaintext = base64.b64decode(raw).decode("ascii", "replace") if raw else ""
         if not keys.is_well_formed(plaintext):
             return (SECRET_CONFLICT, f"Secret {secret_name!r} is owned by this ApiKey but holds no valid key")
@@ -222,14 +222,14 @@ class ApiKeyController:
             },
         }
 
-    async def _refresh_hash_metadata(self, secret: Any, body: dict[str, Any], spec: ApiKeySpec) -> None:
+    async def _refresh_hash_metadata(self, secret: dict[str, Any], body: dict[str, Any], spec: ApiKeySpec) -> None:
         """Keep label and expiry on the hash Secret in step with the spec (both may change)."""
         wanted: dict[str, str | None] = dict(self._hash_metadata(body, spec)["annotations"])
         wanted.setdefault(ki.EXPIRES_AT, None)  # an expiry removed from the spec is removed here too
-        have = secret.metadata.annotations or {}
+        have = secret["metadata"].get("annotations") or {}
         if all(have.get(k) == v for k, v in wanted.items()):
             return
-        await self._kube.patch_secret(self._namespace, secret.metadata.name, {"metadata": {"annotations": wanted}})
+        await self._kube.patch_secret(self._namespace, secret["metadata"]["name"], {"metadata": {"annotations": wanted}})
 
     async def _set_finalizer(self, body: dict[str, Any], *, present: bool) -> None:
         meta = body["metadata"]

@@ -38,7 +38,10 @@ class Operator:
         self.kube = kube or Kube()
         self.policy = DestinationPolicy.from_cidrs(settings.allow_plain_http, settings.allowed_cidrs)
         self.writer = StatusWriter(
-            self.kube, interval=settings.status_flush_interval, min_spacing={WEBHOOKS: settings.webhook_status_spacing}
+            self.kube,
+            interval=settings.status_flush_interval,
+            min_spacing={WEBHOOKS: settings.webhook_status_spacing},
+            first_delay={EVENTS: settings.event_status_delay},
         )
         self.webhooks = WebhookRegistry(self.kube, self.writer, self.policy)
         self.sender = Sender(

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import hmac
+import json
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -21,6 +23,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from . import keys
+from .kube import request, secrets_path
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +55,12 @@ class KeyEntry:
         return self.expires_at is not None and self.expires_at <= now
 
 
-def entry_from_secret(secret: Any) -> KeyEntry | None:
+def entry_from_secret(secret: dict[str, Any]) -> KeyEntry | None:
     """A hash Secret as an index entry; None when it lacks a field (never trust a partial one)."""
-    meta = secret.metadata
-    annotations = meta.annotations or {}
-    labels = meta.labels or {}
-    raw = (secret.data or {}).get(HASH_KEY)
+    meta = secret.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    labels = meta.get("labels") or {}
+    raw = (secret.get("data") or {}).get(HASH_KEY)
     namespace, name, uid = annotations.get(APIKEY_NAMESPACE), annotations.get(APIKEY_NAME), labels.get(APIKEY_UID)
     if not (raw and namespace and name and uid):
         return None
@@ -72,7 +75,7 @@ def entry_from_secret(secret: Any) -> KeyEntry | None:
 
 class KeyIndex:
     def __init__(self, api_client: kubernetes.client.ApiClient, namespace: str) -> None:
-        self._core = kubernetes.client.CoreV1Api(api_client)
+        self._api = api_client
         self._namespace = namespace
         self._by_digest: dict[str, KeyEntry] = {}
         self._by_secret: dict[str, str] = {}  # secret name -> digest
@@ -113,8 +116,8 @@ class KeyIndex:
     def stop(self) -> None:
         self._stopping.set()
 
-    def _put(self, secret: Any) -> None:
-        name = secret.metadata.name
+    def _put(self, secret: dict[str, Any]) -> None:
+        name = secret["metadata"]["name"]
         self._remove(name)
         entry = entry_from_secret(secret)
         if entry is not None:
@@ -127,17 +130,17 @@ class KeyIndex:
             self._by_digest.pop(digest, None)
 
     def _relist(self) -> str:
-        result = self._core.list_namespaced_secret(self._namespace, label_selector=SELECTOR)
+        result = request(self._api, "GET", secrets_path(self._namespace), query={"labelSelector": SELECTOR})
         by_digest: dict[str, KeyEntry] = {}
         by_secret: dict[str, str] = {}
-        for secret in result.items:
+        for secret in result.get("items") or []:
             entry = entry_from_secret(secret)
             if entry is not None:
                 by_digest[entry.digest] = entry
-                by_secret[secret.metadata.name] = entry.digest
+                by_secret[secret["metadata"]["name"]] = entry.digest
         self._by_digest, self._by_secret = by_digest, by_secret  # swapped whole: readers never see half
         self._ready.set()
-        return str(result.metadata.resource_version)
+        return str(result["metadata"]["resourceVersion"])
 
     def _run(self) -> None:
         backoff = 0.5
@@ -157,29 +160,38 @@ class KeyIndex:
             backoff = min(backoff * 2, 30)
 
     def _watch(self, version: str) -> str:
-        watch = kubernetes.watch.Watch()
-        for event in watch.stream(
-            self._core.list_namespaced_secret,
-            self._namespace,
-            label_selector=SELECTOR,
-            resource_version=version,
-            timeout_seconds=WATCH_TIMEOUT,
-            allow_watch_bookmarks=True,
-        ):
-            if self._stopping.is_set():
-                watch.stop()
-                break
-            kind, obj = event["type"], event["object"]
-            if kind == "ERROR":
-                raw = event.get("raw_object") or {}
-                raise ApiException(status=raw.get("code", 500), reason=raw.get("message", "watch error"))
-            if kind == "BOOKMARK":  # only a newer resourceVersion; the client leaves it a dict
-                raw = event.get("raw_object") or {}
-                version = (raw.get("metadata") or {}).get("resourceVersion") or version
-                continue
-            version = obj.metadata.resource_version or version
-            if kind == "DELETED":
-                self._remove(obj.metadata.name)
-            elif kind in ("ADDED", "MODIFIED"):
-                self._put(obj)
+        query = {
+            "labelSelector": SELECTOR,
+            "resourceVersion": version,
+            "timeoutSeconds": str(WATCH_TIMEOUT),
+            "allowWatchBookmarks": "true",
+            "watch": "true",
+        }
+        response = request(self._api, "GET", secrets_path(self._namespace), query=query, stream=True)
+        try:
+            for event in _events(response):
+                if self._stopping.is_set():
+                    break
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    raise ApiException(status=obj.get("code", 500), reason=obj.get("message", "watch error"))
+                version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                if kind == "DELETED":
+                    self._remove(obj["metadata"]["name"])
+                elif kind in ("ADDED", "MODIFIED"):
+                    self._put(obj)
+                # BOOKMARK: only a newer resourceVersion, taken above
+        finally:
+            response.release_conn()
         return version
+
+
+def _events(response: Any) -> Iterator[dict[str, Any]]:
+    """The JSON lines of a watch answer, each as soon as it is complete."""
+    pending = b""
+    for chunk in response.stream(65536, decode_content=True):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -75,6 +76,35 @@ def slim(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "metadata": meta}
 
 
+def secrets_path(namespace: str, name: str | None = None) -> str:
+    return "/api/v1/namespaces/" + _path(namespace, "secrets", *([name] if name else []))
+
+
+def request(
+    api_client: kubernetes.client.ApiClient, method: str, path: str, *, body: Any = None,
+    query: dict[str, str] | None = None, content_type: str = "application/json", parse: bool = True,
+    stream: bool = False,
+) -> Any:
+    """One blocking API call: parsed JSON (or None when ``parse`` is off, or the raw response to
+    read from when ``stream`` is on); a non-2xx answer raises ``ApiException``."""
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = content_type
+    serialized = api_client.param_serialize(
+        method, path, query_params=list(query.items()) if query else None, header_params=headers, body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = api_client.call_api(*serialized)
+    if stream and 200 <= response.status <= 299:
+        return response.response
+    # Read to the end even when the answer is not wanted: unread, it would stay on the pooled
+    # connection and be taken for the next request's answer.
+    data = response.read()
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(http_resp=response, body=None, data=None)
+    return json.loads(data) if parse else None
+
+
 def load_config() -> kubernetes.client.ApiClient:
     """In-cluster config in a Pod, else the kubeconfig (``KUBECONFIG`` or ``~/.kube/config``)."""
     configuration = kubernetes.client.Configuration()
@@ -89,13 +119,21 @@ def load_config() -> kubernetes.client.ApiClient:
     return client
 
 
+def _path(*parts: str) -> str:
+    return "/".join(quote(part, safe="") for part in parts)
+
+
 class Kube:
-    """Async facade over the sync client: only the calls the operator needs."""
+    """Async facade over the sync client: only the calls the operator needs.
+
+    Calls go through ``ApiClient`` (its configuration, authentication, TLS and connection pool)
+    with paths written here, and answers are plain parsed JSON. The generated ``CoreV1Api`` is not
+    used: importing it costs 20 MB of memory and half a second, for the five Secret calls we make,
+    and its typed models would be turned back into dicts anyway.
+    """
 
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None, workers: int = 16) -> None:
         self.api_client = api_client or load_config()
-        self.core = kubernetes.client.CoreV1Api(self.api_client)
-        self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -105,23 +143,31 @@ class Kube:
         except ApiException as exc:
             raise _translate(exc) from exc
 
+    async def _request(
+        self, method: str, path: str, *, body: Any = None, query: dict[str, str] | None = None,
+        content_type: str = "application/json", parse: bool = True,
+    ) -> Any:
+        return await self._call(request, self.api_client, method, path, body=body, query=query,
+                                content_type=content_type, parse=parse)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.api_client.close()
 
     # -- our custom resources -----------------------------------------------------------------
 
+    @staticmethod
+    def _custom(namespace: str, plural: str, *rest: str) -> str:
+        return f"/apis/{GROUP}/{VERSION}/namespaces/" + _path(namespace, plural, *rest)
+
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
-        return await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+        return await self._request("GET", self._custom(namespace, plural, name))
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._call(self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body)
+        return await self._request("POST", self._custom(namespace, plural), body=body)
 
     async def patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return await self._call(
-            self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, patch,
-            _content_type=MERGE_PATCH,
-        )
+        return await self._request("PATCH", self._custom(namespace, plural, name), body=patch, content_type=MERGE_PATCH)
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch ``status`` only: the operator never writes ``spec``.
@@ -129,20 +175,12 @@ class Kube:
         The answer (the whole object) is read but not parsed: on the hot path of a burst, parsing
         what we just wrote would cost CPU and memory for nothing.
         """
-        await self._call(self._patch_status_unparsed, plural, namespace, name, {"status": status})
-
-    def _patch_status_unparsed(self, plural: str, namespace: str, name: str, body: dict[str, Any]) -> None:
-        response = self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE_PATCH, _preload_content=False,
-        )
-        # The answer must be read off the connection before it goes back to the pool: unread, it
-        # would be taken for the next request's answer (seen as BadStatusLine under load).
-        response.read()
-        response.release_conn()
+        await self._request("PATCH", self._custom(namespace, plural, name, "status"), body={"status": status},
+                            content_type=MERGE_PATCH, parse=False)
 
     async def delete(self, plural: str, namespace: str, name: str, uid: str | None = None) -> None:
-        body = kubernetes.client.V1DeleteOptions(preconditions=kubernetes.client.V1Preconditions(uid=uid) if uid else None)
-        await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, body=body)
+        body = {"preconditions": {"uid": uid}} if uid else None
+        await self._request("DELETE", self._custom(namespace, plural, name), body=body)
 
     # -- Secrets ------------------------------------------------------------------------------
 
@@ -151,31 +189,27 @@ class Kube:
         secret = await self.get_secret(namespace, name)
         if secret is None:
             return None
-        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
 
-    async def get_secret(self, namespace: str, name: str) -> Any | None:
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The whole Secret object (metadata included), or None when it does not exist."""
         try:
-            return await self._call(self.core.read_namespaced_secret, name, namespace)
+            return await self._request("GET", secrets_path(namespace, name))
         except NotFound:
             return None
 
     async def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        await self._call(self.core.patch_namespaced_secret, name, namespace, patch)
+        await self._request("PATCH", secrets_path(namespace, name), body=patch, content_type=MERGE_PATCH, parse=False)
 
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
-        await self._call(self.core.create_namespaced_secret, namespace, body)
+        await self._request("POST", secrets_path(namespace), body=body, parse=False)
 
     async def delete_secret(self, namespace: str, name: str) -> bool:
         try:
-            await self._call(self.core.delete_namespaced_secret, name, namespace)
+            await self._request("DELETE", secrets_path(namespace, name), parse=False)
         except NotFound:
             return False
         return True
-
-    async def list_secrets(self, namespace: str, label_selector: str) -> list[Any]:
-        result = await self._call(self.core.list_namespaced_secret, namespace, label_selector=label_selector)
-        return list(result.items)
 
     # -- Events -------------------------------------------------------------------------------
 
@@ -202,4 +236,4 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        await self._call(self.core.create_namespaced_event, meta["namespace"], body)
+        await self._request("POST", "/api/v1/namespaces/" + _path(meta["namespace"], "events"), body=body, parse=False)

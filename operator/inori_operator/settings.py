@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     status_flush_interval: float = Field(
         0.05, gt=0, le=5, description="Seconds between batched status writes (coalesces bursts)."
     )
+    event_status_delay: float = Field(
+        1.0, ge=0, le=60,
+        description="Seconds a new IntegrationEvent's status may wait before its first write, so that an event "
+        "delivered within that time is written once, with its outcome.",
+    )
     webhook_status_spacing: float = Field(
         1.0, ge=0, le=60, description="Least seconds between two status writes of one Webhook under load."
     )

@@ -36,13 +36,22 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 class StatusWriter:
     def __init__(
-        self, kube: Kube, interval: float = 0.05, concurrency: int = 16, min_spacing: dict[str, float] | None = None
+        self,
+        kube: Kube,
+        interval: float = 0.05,
+        concurrency: int = 16,
+        min_spacing: dict[str, float] | None = None,
+        first_delay: dict[str, float] | None = None,
     ) -> None:
         self._kube = kube
         self._interval = interval
         # Per kind, the least time between two writes of one object: a Webhook taking hundreds of
         # deliveries a second gets its lastDelivery refreshed once a second, not hundreds of times.
         self._spacing = min_spacing or {}
+        # Per kind, how long an object's first write may wait: an IntegrationEvent delivered within
+        # that time is written once (its outcome), not twice (planned, then delivered).
+        self._first_delay = first_delay or {}
+        self._first_due: dict[Key, float] = {}
         self._last_write: dict[Key, float] = {}
         self._dirty: dict[Key, dict[str, Compose]] = {}
         self._written: dict[Key, dict[str, Any]] = {}
@@ -59,12 +68,16 @@ class StatusWriter:
     def mark(self, key: Key, compose: Compose, part: str = MAIN) -> None:
         """Schedule a write of ``key``; ``part`` names which owner's fields ``compose`` returns."""
         self._dirty.setdefault(key, {})[part] = compose
+        delay = self._first_delay.get(key[0])
+        if delay and key not in self._last_write and key not in self._written:
+            self._first_due.setdefault(key, time.monotonic() + delay)
         self._wake.set()
 
     def forget(self, key: Key) -> None:
         self._dirty.pop(key, None)
         self._written.pop(key, None)
         self._last_write.pop(key, None)
+        self._first_due.pop(key, None)
 
     def start(self) -> None:
         self._task = spawn(self._run(), name="status-writer")
@@ -92,8 +105,12 @@ class StatusWriter:
         now = time.monotonic()
         batch: dict[Key, dict[str, Compose]] = {}
         for key in list(self._dirty):
-            if force or now - self._last_write.get(key, -1e9) >= self._spacing.get(key[0], 0.0):
+            if force or (
+                now - self._last_write.get(key, -1e9) >= self._spacing.get(key[0], 0.0)
+                and now >= self._first_due.get(key, 0.0)
+            ):
                 batch[key] = self._dirty.pop(key)
+                self._first_due.pop(key, None)
         await asyncio.gather(*(self._write(key, parts) for key, parts in batch.items()))
         if self._dirty:
             self._wake.set()  # spaced-out keys wait for their turn; the loop sleeps between flushes

@@ -11,6 +11,7 @@ never costs an API call.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import time
 from collections import defaultdict
@@ -21,8 +22,8 @@ from pydantic import ValidationError
 
 from . import destinations
 from .destinations import Destination, DestinationPolicy, DestinationRefused
-from .kube import Kube, slim
-from .models import WebhookSpec
+from .kube import Kube
+from .models import GROUP, VERSION, WebhookSpec
 from .statuswriter import StatusWriter
 from .webhook_status import (
     DESTINATION_NOT_ALLOWED,
@@ -44,15 +45,35 @@ Key = tuple[str, str]  # (namespace, name)
 _MISSING = object()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """Every Webhook the watch knows, valid or not: its spec parsed once, when it changes.
+
+    The watched object itself is not kept. With 10,000 Webhooks its parsed JSON would be most of
+    the operator's memory, and nothing reads it after this.
+    """
+
+    uid: str
+    generation: int
+    spec: WebhookSpec | Problem
+
+
+@dataclass(frozen=True, slots=True)
 class Webhook:
-    """What the delivery engine needs of one Webhook, captured at its last reconcile."""
+    """What the delivery engine needs of one deliverable (parsed) Webhook."""
 
     namespace: str
     name: str
     uid: str
     spec: WebhookSpec
-    body: dict[str, Any]
+
+    def reference(self) -> dict[str, Any]:
+        """Enough of the object to record a Kubernetes Event on it."""
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Webhook",
+            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
+        }
 
 
 def check_spec(raw: dict[str, Any]) -> WebhookSpec | Problem:
@@ -88,12 +109,12 @@ class WebhookRegistry:
         self._kube = kube
         self._writer = writer
         self._policy = policy
-        self._bodies: dict[Key, dict[str, Any]] = {}
+        self._seen: dict[Key, Seen] = {}
         self._ready: dict[Key, Webhook] = {}
         self._by_namespace: dict[str, set[str]] = defaultdict(set)
         self._secret_users: dict[Key, set[str]] = defaultdict(set)  # Secret -> Webhook names
         self._secret_of: dict[Key, Key] = {}  # Webhook -> the Secret it references
-        self._resolved: dict[str, tuple[float, Destination]] = {}
+        self._resolved: dict[tuple[str, int], tuple[float, Destination]] = {}  # by host and port
         self._secrets: dict[Key, dict[str, bytes] | None] = {}
         self.states: dict[Key, WebhookState] = {}
         self.queue: WorkQueue[Key] = WorkQueue("webhooks", self.reconcile)
@@ -102,31 +123,32 @@ class WebhookRegistry:
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
         """Take a Webhook as the watch saw it; fan-out sees the change at once, checks follow."""
-        body = slim(body)
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
-            self._bodies.pop(key, None)
+            self._seen.pop(key, None)
             self._ready.pop(key, None)
             self._by_namespace[key[0]].discard(key[1])
             self.states.pop(key, None)  # a new Webhook of the same name starts afresh
             self._writer.forget((PLURAL, *key))
+            self.queue.add(key)
+            return
+        uid, generation = meta.get("uid", ""), _generation(body)
+        previous = self._seen.get(key)
+        if key not in self.states:
+            status = body.get("status")
+            self.states[key] = WebhookState.from_status(generation, status)
+            self._writer.seed((PLURAL, *key), status)
+        if previous is not None and previous.uid == uid and previous.generation == generation:
+            return  # only status or metadata changed (often our own write): nothing to re-check
+        parsed = check_spec(body.get("spec") or {})
+        self._seen[key] = Seen(uid, generation, parsed)
+        if isinstance(parsed, WebhookSpec):
+            self._ready[key] = Webhook(key[0], key[1], uid, parsed)
+            self._by_namespace[key[0]].add(key[1])
         else:
-            previous = self._bodies.get(key)
-            status = body.pop("status", None)  # read once here; the stored body need not carry it
-            if key not in self.states:
-                self.states[key] = WebhookState.from_status(_generation(body), status)
-                self._writer.seed((PLURAL, *key), status)
-            self._bodies[key] = body
-            if previous is not None and key in self.states and _generation(previous) == _generation(body):
-                return  # only status or metadata changed (often our own write): nothing to re-check
-            parsed = check_spec(body.get("spec") or {})
-            if isinstance(parsed, WebhookSpec):
-                self._ready[key] = Webhook(key[0], key[1], meta.get("uid", ""), parsed, body)
-                self._by_namespace[key[0]].add(key[1])
-            else:
-                self._ready.pop(key, None)
-                self._by_namespace[key[0]].discard(key[1])
+            self._ready.pop(key, None)
+            self._by_namespace[key[0]].discard(key[1])
         self.queue.add(key)
 
     def observe_secret(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -148,7 +170,7 @@ class WebhookRegistry:
         return self._ready.get((namespace, name))
 
     def exists(self, namespace: str, name: str) -> bool:
-        return (namespace, name) in self._bodies
+        return (namespace, name) in self._seen
 
     def subscribers(self, namespace: str, event_type: str) -> list[Webhook]:
         """Webhooks of ``namespace`` that take ``event_type`` now: parsed and not suspended."""
@@ -171,29 +193,29 @@ class WebhookRegistry:
 
     @property
     def count(self) -> int:
-        return len(self._bodies)
+        return len(self._seen)
 
     def phases(self) -> dict[str, int]:
         counts: dict[str, int] = defaultdict(int)
-        for key in self._bodies:
+        for key in self._seen:
             state = self.states.get(key)
             if state and state.configured_generation is not None:
                 counts[state.phase] += 1
         return dict(counts)
 
     async def destination(self, url: str) -> Destination:
-        """The checked destination of ``url``, resolved at most once per ``RESOLVE_TTL``.
+        """The checked destination of ``url``; its host is resolved at most once per ``RESOLVE_TTL``.
 
         Shared by the reconciler (is the URL allowed?) and the sender (where to connect), so one
-        DNS answer serves both; raises ``DestinationRefused``.
+        DNS answer serves both, and every Webhook of one receiver host; raises ``DestinationRefused``.
         """
+        scheme, host, port = destinations.check_scheme(self._policy, url)
         now = time.monotonic()
-        cached = self._resolved.get(url)
-        if cached and cached[0] > now:
-            return cached[1]
-        found = await destinations.resolve(self._policy, url)
-        self._resolved[url] = (now + RESOLVE_TTL, found)
-        return found
+        cached = self._resolved.get((host, port))
+        if cached is None or cached[0] <= now:
+            cached = self._resolved[(host, port)] = (now + RESOLVE_TTL, await destinations.resolve(self._policy, url))
+        found = cached[1]
+        return found if found.url == url else dataclasses.replace(found, url=url, scheme=scheme)
 
     # -- reconcile ----------------------------------------------------------------------------
 
@@ -241,15 +263,15 @@ class WebhookRegistry:
         self._use_secret(key, None)
 
     async def reconcile(self, key: Key) -> float | None:
-        body = self._bodies.get(key)
-        if body is None:
+        seen = self._seen.get(key)
+        if seen is None:
             self._forget(key)
             return None
         namespace, name = key
-        generation = _generation(body)
+        generation = seen.generation
         state = self.states.setdefault(key, WebhookState(generation=generation))
 
-        parsed = check_spec(body.get("spec") or {})
+        parsed = seen.spec
         problem: Problem | None = parsed if isinstance(parsed, Problem) else None
         if isinstance(parsed, WebhookSpec):
             ref = parsed.secret_ref

@@ -271,3 +271,23 @@ def test_metrics_count_deliveries_attempts_and_webhooks_by_phase(operator: Opera
     for metric in ('inori_deliveries_total{outcome="succeeded"}', 'inori_delivery_attempts_total{outcome="success"}',
                    "inori_delivery_attempt_duration_seconds_bucket", 'inori_webhooks{phase="Active"}', "inori_pending_retries"):
         assert metric in text, metric
+
+
+
+def test_an_event_delivered_at_once_gets_one_status_write(operator: OperatorProcess, kube: Kube, ns: str, receiver: Receiver) -> None:
+    """Its planned state is never written on its own: one write carries the outcome."""
+    import kubernetes
+
+    kube.webhook(ns, "once", receiver.url, ["vendor.created"])
+    eventually(lambda: kube.status("webhooks", ns, "once").get("phase") == "Active")
+    created = kube.event(ns, "vendor.created", {"vendorId": "v-1"})
+    name = created["metadata"]["name"]
+    seen = []
+    stream = kubernetes.watch.Watch().stream(
+        kube.custom.list_namespaced_custom_object, "integrations.inori.io", "v1alpha1", ns, "integrationevents",
+        field_selector=f"metadata.name={name}", resource_version=created["metadata"]["resourceVersion"],
+        timeout_seconds=6,
+    )
+    for change in stream:  # until the server ends the watch: later writes would show up too
+        seen.append((change["type"], (change["object"].get("status") or {}).get("phase")))
+    assert seen == [("MODIFIED", "Delivered")], seen

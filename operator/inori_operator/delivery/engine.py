@@ -175,16 +175,23 @@ class Engine:
         while True:
             now = time.monotonic()
             while self._heap and self._heap[0].when <= now:
+                # A slot first, then a task: a burst of 10,000 due deliveries waits as small heap
+                # entries, not as 10,000 suspended coroutines.
+                await self._limit.acquire()
                 due = heapq.heappop(self._heap)
                 task = asyncio.create_task(self._dispatch(due))
                 self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+                task.add_done_callback(self._done)
             self._wake.clear()
             timeout = self._heap[0].when - now if self._heap else None
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._limit.release()
 
     async def _dispatch(self, due: _Due) -> None:
         try:
@@ -237,8 +244,7 @@ class Engine:
             secret=secret,
             user_agent=USER_AGENT,
         )
-        async with self._limit:
-            outcome = await self._sender.send(destination, state.body, headers, hook.spec.delivery.timeout.total_seconds())
+        outcome = await self._sender.send(destination, state.body, headers, hook.spec.delivery.timeout.total_seconds())
         metrics.ATTEMPTS.labels("success" if outcome.ok else "failure").inc()
         metrics.ATTEMPT_SECONDS.observe(outcome.duration)
         await self._record_attempt(
@@ -321,7 +327,7 @@ class Engine:
 
     async def _event(self, hook: Webhook, type_: str, reason: str, message: str) -> None:
         try:
-            await self._kube.record_event(hook.body, type_, reason, message)
+            await self._kube.record_event(hook.reference(), type_, reason, message)
         except Exception as exc:  # noqa: BLE001 - an Event is informative, never load-bearing
             log.warning("could not record %s Event on Webhook %s/%s: %s", reason, hook.namespace, hook.name, exc)
 

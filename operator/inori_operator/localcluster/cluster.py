@@ -97,6 +97,11 @@ class LocalCluster:
     def pids(self) -> list[int]:
         return [proc.pid for _, proc in self._procs]
 
+    @property
+    def processes(self) -> dict[str, int]:
+        """The running control-plane processes by name (for resource accounting)."""
+        return {name: proc.pid for name, proc in self._procs}
+
     # -- processes ----------------------------------------------------------------------------
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
