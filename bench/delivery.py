@@ -470,6 +470,7 @@ def run() -> common.Result:
 
             # (2) throughput
             progress(f"delivery (2): burst of {BURST_EVENTS} events from {CREATORS} threads, x{HOOKS} webhooks")
+            writes_before = operator.metric("inori_status_writes_total")
             meter = common.CpuMeter({**cp.pids(), "operator": operator.pid, "receiver": receiver.proc.pid,
                                      "bench (creates, receiver queries)": os.getpid()})
             with operator.profiled("burst"), meter:
@@ -490,7 +491,8 @@ def run() -> common.Result:
                         f"{failed_attempts:g} attempts had failed, so the rest were never attempted")
             progress(f"delivery (2): {len(first):,}/{expected:,} ({how}) in {last - start:.1f}s = {throughput:,.0f} "
                      f"deliveries/s; failed attempts {failed_attempts:g}")
-            progress(f"delivery (2): CPU: {meter.summary()}")
+            burst_writes = operator.metric("inori_status_writes_total") - writes_before
+            progress(f"delivery (2): CPU: {meter.summary()}; {burst_writes:,.0f} status writes")
             complete = len(first) == expected
             figure = common.per_s(throughput, " deliveries/s")
             if not complete:
@@ -511,7 +513,8 @@ def run() -> common.Result:
                 f"{POST_SECONDS:g}s: " + ", ".join(f"{r:,.0f}/s at concurrency {c}" for c, r in post_rates.items())
                 + f"; the best one is the floor. The receiver itself takes {capacity:,.0f} POST/s from an aiohttp "
                 f"client at concurrency 100, so it is not the limit. CPU used from the first create until all had "
-                f"arrived: {meter.summary()}."
+                f"arrived: {meter.summary()}. Status writes by the operator in that time: {burst_writes:,.0f} (for "
+                f"{BURST_EVENTS:,} IntegrationEvents and {HOOKS} Webhooks)."
             )
 
             # (3) memory

@@ -79,15 +79,15 @@ class Settings(BaseSettings):
         timedelta(hours=24), description="How long finished IntegrationEvents are kept (ISO 8601 or seconds)."
     )
     max_concurrent_deliveries: int = Field(256, ge=1, description="Deliveries in flight at once.")
-    max_concurrent_per_host: int = Field(8, ge=1, description="Deliveries in flight at once to one receiver host.")
+    max_concurrent_per_host: int = Field(32, ge=1, description="Deliveries in flight at once to one receiver host.")
     max_response_bytes: int = Field(64 * 1024, ge=0, description="Bytes of a receiver's answer read before closing.")
     status_flush_interval: float = Field(
         0.05, gt=0, le=5, description="Seconds between batched status writes (coalesces bursts)."
     )
     event_status_delay: float = Field(
-        1.0, ge=0, le=60,
-        description="Seconds a new IntegrationEvent's status may wait before its first write, so that an event "
-        "delivered within that time is written once, with its outcome.",
+        5.0, ge=0, le=60,
+        description="Seconds a new IntegrationEvent's planned (Pending) status may wait for its first delivery "
+        "outcome, so that both go out in one write; outcomes themselves are written at once.",
     )
     webhook_status_spacing: float = Field(
         1.0, ge=0, le=60, description="Least seconds between two status writes of one Webhook under load."

@@ -41,16 +41,13 @@ class StatusWriter:
         interval: float = 0.05,
         concurrency: int = 16,
         min_spacing: dict[str, float] | None = None,
-        first_delay: dict[str, float] | None = None,
     ) -> None:
         self._kube = kube
         self._interval = interval
         # Per kind, the least time between two writes of one object: a Webhook taking hundreds of
         # deliveries a second gets its lastDelivery refreshed once a second, not hundreds of times.
         self._spacing = min_spacing or {}
-        # Per kind, how long an object's first write may wait: an IntegrationEvent delivered within
-        # that time is written once (its outcome), not twice (planned, then delivered).
-        self._first_delay = first_delay or {}
+        # Objects whose first write may wait until then (see ``mark``'s ``defer``).
         self._first_due: dict[Key, float] = {}
         self._last_write: dict[Key, float] = {}
         self._dirty: dict[Key, dict[str, Compose]] = {}
@@ -65,12 +62,18 @@ class StatusWriter:
         if status is not None and key not in self._written:
             self._written[key] = dict(status)
 
-    def mark(self, key: Key, compose: Compose, part: str = MAIN) -> None:
-        """Schedule a write of ``key``; ``part`` names which owner's fields ``compose`` returns."""
+    def mark(self, key: Key, compose: Compose, part: str = MAIN, defer: float = 0.0) -> None:
+        """Schedule a write of ``key``; ``part`` names which owner's fields ``compose`` returns.
+
+        ``defer`` lets the first write of a never-written object wait up to that many seconds for
+        a mark that matters more: a new IntegrationEvent's planned state is then written together
+        with its first outcomes. A mark without ``defer`` makes the object due at the next flush.
+        """
         self._dirty.setdefault(key, {})[part] = compose
-        delay = self._first_delay.get(key[0])
-        if delay and key not in self._last_write and key not in self._written:
-            self._first_due.setdefault(key, time.monotonic() + delay)
+        if not defer:
+            self._first_due.pop(key, None)
+        elif key not in self._last_write and key not in self._written:
+            self._first_due.setdefault(key, time.monotonic() + defer)
         self._wake.set()
 
     def forget(self, key: Key) -> None:

@@ -59,6 +59,7 @@ class Engine:
         operator_recipients: list[str],
         retention: timedelta,
         concurrency: int = 256,
+        planned_status_delay: float = 5.0,
     ) -> None:
         self._kube = kube
         self._webhooks = webhooks
@@ -68,6 +69,7 @@ class Engine:
         self._operator_recipients = operator_recipients
         self._retention = retention
         self._limit = asyncio.Semaphore(concurrency)
+        self._planned_status_delay = planned_status_delay
         self._events: dict[EventKey, EventState] = {}
         self._conditions: dict[EventKey, list[dict[str, Any]]] = {}
         self._ttl: dict[EventKey, int | None] = {}
@@ -143,7 +145,9 @@ class Engine:
             self._schedule(key, record.webhook, None)
         if not state.records:
             self._finish(state)
-        self._mark(state)
+        # The planned state alone need not be written at once: delivery ids are derived from the
+        # uids, so a restart before the first outcome plans the same deliveries again.
+        self._mark(state, defer=0.0 if state.finished else self._planned_status_delay)
 
     # -- scheduling ---------------------------------------------------------------------------
 
@@ -333,7 +337,7 @@ class Engine:
 
     # -- status and retention -----------------------------------------------------------------
 
-    def _mark(self, state: EventState) -> None:
+    def _mark(self, state: EventState, defer: float = 0.0) -> None:
         key = (state.namespace, state.name)
 
         def compose() -> dict[str, Any] | None:
@@ -346,7 +350,7 @@ class Engine:
                 self._conditions[key] = status["conditions"]
             return status
 
-        self._writer.mark((PLURAL, *key), compose)
+        self._writer.mark((PLURAL, *key), compose, defer=defer)
 
     def _finish(self, state: EventState) -> None:
         key = (state.namespace, state.name)
