@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 import time
 from typing import Any
 
@@ -79,6 +81,7 @@ class Operator:
         self.apikeys = ApiKeyController(
             self.kube, self.writer, settings.namespace, usage_interval=settings.last_used_interval
         )
+        self._quiesced = False
         metrics.LIVE.webhook_phases = self.webhooks.phases
         metrics.LIVE.active_keys = lambda: len(self.keyindex)
 
@@ -138,7 +141,12 @@ class Operator:
         return registry
 
     async def run(self, stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
-        """Serve the HTTP API on every replica; run the controllers under kopf (peered)."""
+        """Serve the HTTP API on every replica; run the controllers under kopf (peered).
+
+        Shutdown is ordered: our components finish and flush first, kopf stops last. Left to
+        itself, kopf (which takes SIGINT and SIGTERM once it runs) would stop first, wait 5 s for
+        the tasks it did not start (ours) and then cancel them, status writes in flight included.
+        """
         self.keyindex.start()
         runner = web.AppRunner(
             http_api.build(self),
@@ -152,30 +160,58 @@ class Operator:
         log.info("HTTP API listening on %s:%d", self.settings.http_host, self.settings.http_port)
         for component in (self.writer, self.webhooks.queue, self.engine, self.apikeys.queue, self.apikeys.usage):
             component.start()
+        kopf_stop, kopf_ready = asyncio.Event(), asyncio.Event()
+        operator = asyncio.create_task(kopf.operator(
+            registry=self.registry(),
+            clusterwide=not self.settings.watch_namespaces,
+            namespaces=list(self.settings.watch_namespaces),
+            standalone=self.settings.standalone or None,
+            stop_flag=kopf_stop,
+            ready_flag=kopf_ready,
+        ))
+        # Created before kopf first runs, so kopf counts them as not its own and leaves them be.
+        requested = asyncio.ensure_future((stop_flag or asyncio.Event()).wait())
+        started = asyncio.ensure_future(self._started(kopf_ready, stop_flag, ready_flag))
         try:
-            await kopf.operator(
-                registry=self.registry(),
-                clusterwide=not self.settings.watch_namespaces,
-                namespaces=list(self.settings.watch_namespaces),
-                standalone=self.settings.standalone or None,
-                stop_flag=stop_flag,
-                ready_flag=ready_flag,
-            )
+            await asyncio.wait({operator, requested}, return_when=asyncio.FIRST_COMPLETED)
+            if not operator.done():
+                log.info("stopping: finishing deliveries in flight and writing status, then kopf")
+                await self.quiesce()
+                kopf_stop.set()
+            await operator
         finally:
-            await self.shutdown(runner)
+            requested.cancel()
+            started.cancel()
+            if not operator.done():  # we were cancelled ourselves
+                kopf_stop.set()
+                await asyncio.gather(operator, return_exceptions=True)
+            await self.quiesce()
+            await runner.cleanup()
+            await self.sender.aclose()
+            self.keyindex.stop()
+            self.kube.close()
 
-    async def shutdown(self, runner: web.AppRunner) -> None:
-        """Stop taking work, then flush: recorded outcomes reach the API server before exit."""
+    @staticmethod
+    async def _started(kopf_ready: asyncio.Event, stop_flag: asyncio.Event | None, ready_flag: asyncio.Event | None) -> None:
+        await kopf_ready.wait()
+        if stop_flag is not None and threading.current_thread() is threading.main_thread():
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):  # kopf installed its own: take them back
+                loop.add_signal_handler(sig, stop_flag.set)
+        if ready_flag is not None:
+            ready_flag.set()
+
+    async def quiesce(self) -> None:
+        """Start no new work, let work in flight finish, write every recorded outcome. Idempotent."""
+        if self._quiesced:
+            return
+        self._quiesced = True
         await self.engine.stop()
         await self.apikeys.queue.stop()
         await self.webhooks.queue.stop()
         await self.apikeys.usage.stop()
         await self.writer.stop()
         await self.notifier.drain()
-        await runner.cleanup()
-        await self.sender.aclose()
-        self.keyindex.stop()
-        self.kube.close()
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):

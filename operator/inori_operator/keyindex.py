@@ -82,6 +82,7 @@ class KeyIndex:
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._response: Any = None  # the watch being read, for stop()
 
     @property
     def ready(self) -> bool:
@@ -114,7 +115,11 @@ class KeyIndex:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop, closing the open watch: left open, it would hold up an API server's shutdown."""
         self._stopping.set()
+        response = self._response
+        if response is not None:
+            response.shutdown()  # unblocks the watching thread's read at once
 
     def _put(self, secret: dict[str, Any]) -> None:
         name = secret["metadata"]["name"]
@@ -155,6 +160,8 @@ class KeyIndex:
                     continue
                 log.warning("key index watch failed (%s %s); relisting in %.1fs", exc.status, exc.reason, backoff)
             except Exception as exc:  # noqa: BLE001 - keep serving the last good index, and retry
+                if self._stopping.is_set():
+                    break  # stop() closed the watch under us
                 log.warning("key index watch failed (%s); relisting in %.1fs", exc, backoff)
             self._stopping.wait(backoff)
             backoff = min(backoff * 2, 30)
@@ -167,7 +174,7 @@ class KeyIndex:
             "allowWatchBookmarks": "true",
             "watch": "true",
         }
-        response = request(self._api, "GET", secrets_path(self._namespace), query=query, stream=True)
+        response = self._response = request(self._api, "GET", secrets_path(self._namespace), query=query, stream=True)
         try:
             for event in _events(response):
                 if self._stopping.is_set():
@@ -182,6 +189,7 @@ class KeyIndex:
                     self._put(obj)
                 # BOOKMARK: only a newer resourceVersion, taken above
         finally:
+            self._response = None
             response.release_conn()
         return version
 

@@ -291,3 +291,20 @@ def test_an_event_delivered_at_once_gets_one_status_write(operator: OperatorProc
     for change in stream:  # until the server ends the watch: later writes would show up too
         seen.append((change["type"], (change["object"].get("status") or {}).get("phase")))
     assert seen == [("MODIFIED", "Delivered")], seen
+
+
+def test_a_graceful_stop_finishes_the_attempt_in_flight_and_records_it(
+    operator: OperatorProcess, kube: Kube, ns: str, receiver: Receiver
+) -> None:
+    receiver.answer(Answer(stall=1.5))  # still in flight when the stop comes
+    kube.webhook(ns, "slow", receiver.url, ["record.created"])
+    eventually(lambda: kube.status("webhooks", ns, "slow").get("phase") == "Active")
+    name = kube.event(ns, "record.created")["metadata"]["name"]
+    eventually(lambda: receiver.count() == 1, message="the attempt started")
+    stopping = time.monotonic()
+    operator.stop()  # SIGTERM, as the kubelet does
+    assert time.monotonic() - stopping < 10
+    assert record(kube.status("integrationevents", ns, name), "slow")["state"] == "Succeeded"
+    operator.start()
+    time.sleep(2)
+    assert receiver.count() == 1, "the next operator sent a recorded delivery again"

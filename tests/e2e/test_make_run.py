@@ -59,8 +59,13 @@ def test_dev_starts_a_local_control_plane_runs_the_operator_and_ctrl_c_stops_eve
         assert len(spawned) >= 2  # etcd and kube-apiserver
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C does
+        interrupted = time.monotonic()
         code = proc.wait(timeout=60)
+        stopped_in = time.monotonic() - interrupted
     assert code == 0, log.read_text()[-3000:]
+    # Well inside a pod's 30 s grace period, control plane included (kopf alone used to wait 5 s
+    # for our tasks and then cancel them).
+    assert stopped_in < 10, f"{stopped_in:.1f}s from Ctrl-C to exit"
     time.sleep(0.5)
     for pid in spawned:
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower(), pid

@@ -37,6 +37,7 @@ PLURAL = "integrationevents"
 EventKey = tuple[str, str]
 
 SUSPENDED_RECHECK = 5.0  # seconds between checks of a suspended Webhook's held retry
+SHUTDOWN_GRACE = 5.0  # seconds attempts in flight get to finish when the operator stops
 
 
 @dataclass(order=True)
@@ -167,10 +168,17 @@ class Engine:
     def start(self) -> None:
         self._task = spawn(self._run(), name="delivery-scheduler")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Dispatch nothing new; give attempts in flight ``grace`` seconds to finish and be recorded.
+
+        An attempt still running after that is cut off: the next leader sends it again, with the
+        same delivery id.
+        """
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=grace)
         for task in list(self._inflight):
             task.cancel()
         await asyncio.gather(*self._inflight, return_exceptions=True)
