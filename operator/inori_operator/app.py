@@ -22,8 +22,9 @@ from .apikeys import PLURAL as APIKEYS, ApiKeyController
 from .delivery.engine import PLURAL as EVENTS, Engine
 from .delivery.sender import Sender, ssl_context
 from .destinations import DestinationPolicy
+from .informer import Informer
 from .keyindex import KeyIndex
-from .kube import Kube
+from .kube import Kube, secrets_path
 from .models import GROUP, VERSION
 from .settings import Settings
 from .statuswriter import StatusWriter
@@ -126,10 +127,6 @@ class Operator:
             if event["type"] == "DELETED":
                 webhooks.observe("DELETED", event["object"])
 
-        @kopf.on.event("", "v1", "secrets", registry=registry)
-        async def secret_event(event: kopf.RawEvent, **_: Any) -> None:
-            webhooks.observe_secret(event["type"], event["object"])
-
         @kopf.on.event(GROUP, VERSION, EVENTS, registry=registry)
         async def integration_event(event: kopf.RawEvent, **_: Any) -> None:
             engine.observe(event["type"], event["object"])
@@ -148,6 +145,9 @@ class Operator:
         the tasks it did not start (ours) and then cancel them, status writes in flight included.
         """
         self.keyindex.start()
+        secrets = self._secret_informers(asyncio.get_running_loop())
+        for informer in secrets:
+            informer.start()
         runner = web.AppRunner(
             http_api.build(self),
             access_log=None,
@@ -189,7 +189,28 @@ class Operator:
             await runner.cleanup()
             await self.sender.aclose()
             self.keyindex.stop()
+            for informer in secrets:
+                informer.stop()
             self.kube.close()
+
+    def _secret_informers(self, loop: asyncio.AbstractEventLoop) -> list[Informer]:
+        """Signing Secrets reach the registry from our own informers, not kopf's.
+
+        Only the few Secrets that Webhooks reference matter; through kopf, every Secret of the
+        cluster would get its bookkeeping (the API keys' hash Secrets included). Changes hop to the
+        event loop, which owns the registry.
+        """
+        scopes: list[str | None] = list(self.settings.watch_namespaces) or [None]
+        return [
+            Informer(
+                self.kube.api_client,
+                secrets_path(scope) if scope else "/api/v1/secrets",
+                name=f"secrets-{scope or 'all'}",
+                on_list=lambda items, scope=scope: loop.call_soon_threadsafe(self.webhooks.resync_secrets, scope, items),
+                on_change=lambda kind, obj: loop.call_soon_threadsafe(self.webhooks.observe_secret, kind, obj),
+            )
+            for scope in scopes
+        ]
 
     @staticmethod
     async def _started(kopf_ready: asyncio.Event, stop_flag: asyncio.Event | None, ready_flag: asyncio.Event | None) -> None:

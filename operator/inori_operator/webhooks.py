@@ -164,6 +164,19 @@ class WebhookRegistry:
         for name in list(users):
             self.queue.add((key[0], name))
 
+    def resync_secrets(self, namespace: str | None, secrets: list[dict[str, Any]]) -> None:
+        """Take a complete listing (of ``namespace``, or of the cluster): changes a broken watch
+        missed, deletions included, reach the Webhooks that use those Secrets."""
+        listed = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in secrets}
+        for key in list(self._secret_users):
+            if namespace is not None and key[0] != namespace:
+                continue
+            found = listed.get(key)
+            if found is not None:
+                self.observe_secret("MODIFIED", found)
+            else:
+                self.observe_secret("DELETED", {"metadata": {"namespace": key[0], "name": key[1]}})
+
     # -- read by the engine -------------------------------------------------------------------
 
     def get(self, namespace: str, name: str) -> Webhook | None:
