@@ -15,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+import uvloop
 from pydantic import ValidationError
 
 from . import __version__, logs
@@ -47,7 +48,7 @@ async def _serve(settings: Settings) -> None:
 def run(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
     log.info("inori-operator %s starting (namespace %s)", __version__, settings.namespace)
-    asyncio.run(_serve(settings))
+    uvloop.run(_serve(settings))  # what kopf's own CLI does when uvloop is installed
     return 0
 
 

@@ -11,7 +11,6 @@ never costs an API call.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import logging
 import time
 from collections import defaultdict
@@ -228,7 +227,9 @@ class WebhookRegistry:
         if cached is None or cached[0] <= now:
             cached = self._resolved[(host, port)] = (now + RESOLVE_TTL, await destinations.resolve(self._policy, url))
         found = cached[1]
-        return found if found.url == url else dataclasses.replace(found, url=url, scheme=scheme)
+        if found.url == url:
+            return found
+        return Destination(url=url, scheme=scheme, host=host, port=port, addresses=found.addresses)
 
     # -- reconcile ----------------------------------------------------------------------------
 
