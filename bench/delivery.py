@@ -1,4 +1,4 @@
-"""Delivery benchmark: create-to-delivery latency, burst throughput, memory with 10,000 Webhooks.
+"""Delivery benchmark: create-to-delivery latency, burst throughput (median of 3), memory with 10,000 Webhooks.
 
 One local control plane; the operator as a child process. The webhook receiver is an HTTPS
 aiohttp server in its own process (so it never shares a GIL with the load generator) that notes
@@ -26,6 +26,7 @@ import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ WARMUP_EVENTS = 10
 LATENCY_EVENTS = 500
 PACE = 25.0  # events per second
 BURST_EVENTS = 1000
+BURSTS = 3
 CREATORS = 8
 MEMORY_WEBHOOKS = 10_000
 POSTS = 10_000
@@ -296,6 +298,63 @@ async def _aiohttp_rate(url: str, ca_file: Path, total: int, concurrency: int) -
 
 # -- the benchmark ---------------------------------------------------------------------------------
 
+@dataclass
+class Burst:
+    run: int
+    delivered: int
+    expected: int
+    seconds: float
+    create_seconds: float
+    duplicates: int
+    failed_attempts: float
+    health: str
+    how: str
+    cpu: str
+    status_writes: float
+
+    @property
+    def throughput(self) -> float:
+        return self.delivered / self.seconds
+
+    @property
+    def create_rate(self) -> float:
+        return BURST_EVENTS / self.create_seconds
+
+    @property
+    def complete(self) -> bool:
+        return self.delivered == self.expected
+
+    def summary(self) -> str:
+        return (f"#{self.run}: {self.throughput:,.0f} deliveries/s ({self.delivered:,} of {self.expected:,} in "
+                f"{self.seconds:.1f}s, creates {self.create_seconds:.1f}s of it; {self.how}; {self.duplicates} "
+                f"duplicate(s), {self.failed_attempts:g} failed attempts; Webhooks afterwards: {self.health}; "
+                f"CPU {self.cpu}; {self.status_writes:,.0f} status writes)")
+
+
+def _burst(cp: common.ControlPlane, operator: common.Operator, receiver: Receiver, run: int) -> Burst:
+    progress(f"delivery (2): burst {run} of {BURSTS}: {BURST_EVENTS} events from {CREATORS} threads, x{HOOKS} webhooks")
+    writes_before = operator.metric("inori_status_writes_total")
+    meter = common.CpuMeter({**cp.pids(), "operator": operator.pid, "receiver": receiver.proc.pid,
+                             "bench (creates, receiver queries)": os.getpid()})
+    with operator.profiled(f"burst-{run}"), meter:
+        uids, start, end = create_burst(cp, NS_DELIVERY, BURST_EVENTS)
+        expected = BURST_EVENTS * HOOKS
+        failed_before, retries_before = _failed_attempts(operator), _pending_retries(operator)
+        _, how = _wait_deliveries(receiver, operator, expected, 150, retries_before)
+    first, dups = _unique(receiver.take(), set(uids))
+    failed_attempts = _failed_attempts(operator) - failed_before
+    last = max((a for a, _ in first.values()), default=end)
+    if len(first) < expected:
+        retrying = _pending_retries(operator) - retries_before
+        how += (f"; of the {expected - len(first):,} missing, {retrying:g} were scheduled for a retry and "
+                f"{failed_attempts:g} attempts had failed, so the rest were never attempted")
+    burst = Burst(run, len(first), expected, last - start, end - start, dups, failed_attempts, _hook_health(cp), how,
+                  meter.summary(), operator.metric("inori_status_writes_total") - writes_before)
+    progress(f"delivery (2): {burst.summary()}")
+    time.sleep(1.0)  # let the last status writes settle before the next burst
+    return burst
+
+
 def _pending_retries(operator: common.Operator) -> float:
     return operator.metric("inori_pending_retries")
 
@@ -468,53 +527,30 @@ def run() -> common.Result:
                 f"watcher in its own process, {LATENCY_EVENTS} objects at the same pace, before the operator started."
             )
 
-            # (2) throughput
-            progress(f"delivery (2): burst of {BURST_EVENTS} events from {CREATORS} threads, x{HOOKS} webhooks")
-            writes_before = operator.metric("inori_status_writes_total")
-            meter = common.CpuMeter({**cp.pids(), "operator": operator.pid, "receiver": receiver.proc.pid,
-                                     "bench (creates, receiver queries)": os.getpid()})
-            with operator.profiled("burst"), meter:
-                uids, start, end = create_burst(cp, NS_DELIVERY, BURST_EVENTS)
-                burst_create_rate = BURST_EVENTS / (end - start)
-                progress(f"delivery (2): created in {end - start:.1f}s ({burst_create_rate:,.0f}/s); waiting for deliveries")
-                expected = BURST_EVENTS * HOOKS
-                failed_before, retries_before = _failed_attempts(operator), _pending_retries(operator)
-                _, how = _wait_deliveries(receiver, operator, expected, 150, retries_before)
-            first, dups = _unique(receiver.take(), set(uids))
-            failed_attempts = _failed_attempts(operator) - failed_before
-            last = max((a for a, _ in first.values()), default=end)
-            throughput = len(first) / (last - start)
-            health = _hook_health(cp)
-            retrying = _pending_retries(operator) - retries_before
-            if len(first) < expected:
-                how += (f"; of the {expected - len(first):,} missing, {retrying:g} were scheduled for a retry and "
-                        f"{failed_attempts:g} attempts had failed, so the rest were never attempted")
-            progress(f"delivery (2): {len(first):,}/{expected:,} ({how}) in {last - start:.1f}s = {throughput:,.0f} "
-                     f"deliveries/s; failed attempts {failed_attempts:g}")
-            burst_writes = operator.metric("inori_status_writes_total") - writes_before
-            progress(f"delivery (2): CPU: {meter.summary()}; {burst_writes:,.0f} status writes")
-            complete = len(first) == expected
-            figure = common.per_s(throughput, " deliveries/s")
+            # (2) throughput: the median of BURSTS bursts (one 10-second burst on a shared VM is noisy)
+            bursts = [_burst(cp, operator, receiver, run) for run in range(1, BURSTS + 1)]
+            median = sorted(bursts, key=lambda b: b.throughput)[len(bursts) // 2]
+            complete = all(b.complete for b in bursts)
+            figure = common.per_s(median.throughput, " deliveries/s")
             if not complete:
-                figure += f" while it lasted: only {len(first):,} of {expected:,} delivered"
-            rows.append(Row("delivery throughput (burst, first create -> last arrival)", figure,
-                            f"{common.per_s(post_rate, ' POST/s')} (bare httpx, same receiver)", common.share(throughput, post_rate),
-                            common.verdict(">= 1,000/s", complete and throughput >= 1000)))
-            rows.append(Row("event creates during the burst (context)", common.per_s(burst_create_rate, " creates/s"),
+                figure += " (some bursts did not deliver everything: see the notes)"
+            rows.append(Row(f"delivery throughput (burst, first create -> last arrival; median of {BURSTS})", figure,
+                            f"{common.per_s(post_rate, ' POST/s')} (bare httpx, same receiver)",
+                            common.share(median.throughput, post_rate),
+                            common.verdict(">= 1,000/s", complete and median.throughput >= 1000)))
+            rows.append(Row("event creates during the burst (context)", common.per_s(median.create_rate, " creates/s"),
                             f"{common.per_s(create_rate, ' creates/s')} (bare client, no operator)",
-                            common.share(burst_create_rate, create_rate), "-"))
+                            common.share(median.create_rate, create_rate), "-"))
             notes.append(
-                f"Throughput: {BURST_EVENTS:,} IntegrationEvents created by {CREATORS} threads x {HOOKS} Webhooks = "
-                f"{expected:,} deliveries ({len(first):,} arrived before the wait ended ({how}), {dups} duplicate(s), "
-                f"{failed_attempts:g} failed attempts counted by the operator; afterwards the 10 Webhooks showed {health}); "
-                f"the clock runs from the first "
-                f"create to the last arrival, so it includes the creates ({end - start:.1f}s of it). Floor: one pooled "
-                f"httpx.AsyncClient (the operator's HTTP client library) POSTing to the same receiver for up to "
-                f"{POST_SECONDS:g}s: " + ", ".join(f"{r:,.0f}/s at concurrency {c}" for c, r in post_rates.items())
+                f"Throughput: {BURSTS} bursts, each of {BURST_EVENTS:,} IntegrationEvents created by {CREATORS} threads "
+                f"x {HOOKS} Webhooks = {BURST_EVENTS * HOOKS:,} deliveries; the clock runs from the first create to the "
+                f"last arrival, so it includes the creates. Bursts: "
+                + "; ".join(b.summary() for b in bursts)
+                + f". Floor: one pooled httpx.AsyncClient (the operator's HTTP client library) POSTing to the same "
+                f"receiver for up to {POST_SECONDS:g}s: "
+                + ", ".join(f"{r:,.0f}/s at concurrency {c}" for c, r in post_rates.items())
                 + f"; the best one is the floor. The receiver itself takes {capacity:,.0f} POST/s from an aiohttp "
-                f"client at concurrency 100, so it is not the limit. CPU used from the first create until all had "
-                f"arrived: {meter.summary()}. Status writes by the operator in that time: {burst_writes:,.0f} (for "
-                f"{BURST_EVENTS:,} IntegrationEvents and {HOOKS} Webhooks)."
+                f"client at concurrency 100, so it is not the limit."
             )
 
             # (3) memory
