@@ -15,9 +15,8 @@ import base64
 import functools
 import json
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import kubernetes
@@ -27,7 +26,6 @@ from . import __version__
 from .conditions import timestamp
 from .models import GROUP, VERSION
 
-T = TypeVar("T")
 MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -136,19 +134,17 @@ class Kube:
         self.api_client = api_client or load_config()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
 
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
-        except ApiException as exc:
-            raise _translate(exc) from exc
-
     async def _request(
         self, method: str, path: str, *, body: Any = None, query: dict[str, str] | None = None,
         content_type: str = "application/json", parse: bool = True,
     ) -> Any:
-        return await self._call(request, self.api_client, method, path, body=body, query=query,
-                                content_type=content_type, parse=parse)
+        """``request`` on the gateway's thread pool, its errors translated."""
+        call = functools.partial(request, self.api_client, method, path, body=body, query=query,
+                                 content_type=content_type, parse=parse)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        except ApiException as exc:
+            raise _translate(exc) from exc
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

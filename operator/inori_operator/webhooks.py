@@ -166,8 +166,9 @@ class WebhookRegistry:
     def resync_secrets(self, namespace: str | None, secrets: list[dict[str, Any]]) -> None:
         """Take a complete listing (of ``namespace``, or of the cluster): changes a broken watch
         missed, deletions included, reach the Webhooks that use those Secrets."""
-        listed = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in secrets}
-        for key in list(self._secret_users):
+        users = self._secret_users
+        listed = {key: s for s in secrets if (key := (s["metadata"]["namespace"], s["metadata"]["name"])) in users}
+        for key in list(users):
             if namespace is not None and key[0] != namespace:
                 continue
             found = listed.get(key)
